@@ -1,0 +1,43 @@
+// Package redstream keeps secondary datastores (search indexes, caches,
+// analytics stores) in sync with a primary PostgreSQL database written
+// through GORM, over Redis streams. It speaks the wire format of the Ruby
+// gem Redstream byte for byte, so Ruby and Go producers and consumers can
+// share one Redis.
+//
+// # The data path
+//
+// When a record is created, updated or deleted, its id goes to two Redis
+// streams:
+//
+//   - the delay stream ("<name>.delay"), inside the database transaction,
+//     just before COMMIT: if Redis cannot take it, the transaction is rolled
+//     back, so no committed change is ever unknown to Redis;
+//   - the main stream ("<name>"), right after COMMIT, never on rollback.
+//
+// Consumers read the main stream in batches and re-read each record's
+// current row, so a message says only "this record may have changed". A
+// Delayer moves delay messages to the main stream once they are older than
+// the longest transaction: when a process dies, or Redis fails, between a
+// commit and its main-stream write, the change still arrives, only late. A
+// Trimmer deletes what every consumer has processed.
+//
+// # Producing
+//
+// Register the GORM plugin right after opening the database:
+//
+//	producer := redstream.NewProducer(rdb, nil)
+//	db.Use(redstream.NewPlugin(producer))
+//
+// Writes that bypass GORM's callbacks (raw SQL, batch updates by an
+// arbitrary condition) are wrapped in Producer.Bulk or Producer.BulkQuery:
+// delay messages before, main-stream messages after.
+//
+// # Keys and messages
+//
+// Keys computes every Redis key (see its documentation for the layout).
+// Each message is one stream entry with a single field "payload" holding
+// compact JSON, by default {"id":<primary key>}. A model chooses its stream
+// name and payload by implementing Namer and Payloader; ShardName spreads a
+// model over several streams by key. ID parses and orders stream ids
+// numerically.
+package redstream

@@ -1,0 +1,81 @@
+package redstream
+
+// Keys computes the Redis key names of one Redstream namespace. Every key
+// this package reads or writes is named here, so the layout lives in exactly
+// one place. It is the Ruby gem's layout, byte for byte:
+//
+//	<base>:stream:<name>                  main stream
+//	<base>:stream:<name>.delay            delay stream
+//	<base>:offset:<stream>:<consumer>     a consumer's committed offset
+//	<base>:lock:<lockname>                a lock
+//	<base>:lock:<lockname>.notify         a lock's release signal
+//
+// where <base> is "redstream", or "<namespace>:redstream" when a namespace is
+// set. Dead-letter streams, which the Ruby gem does not have, follow the same
+// pattern: <base>:dlq:<stream>:<consumer>.
+//
+// In Redis Cluster, wrap stream names in braces ("{products}"): every key of
+// one stream then carries the same hash tag and lands in one slot, which the
+// lock, offset and stream scripts need.
+//
+// The zero Keys has no namespace. Keys is a small value, safe to copy and to
+// use concurrently.
+type Keys struct {
+	base string
+}
+
+// NewKeys returns the key layout for namespace ("" for none).
+//
+// The Ruby gem distinguishes a nil namespace ("redstream:…") from an empty
+// one (":redstream:…"); here the empty string means no namespace.
+func NewKeys(namespace string) Keys {
+	if namespace == "" {
+		return Keys{}
+	}
+	return Keys{base: namespace + ":redstream"}
+}
+
+func (k Keys) prefix() string {
+	if k.base == "" {
+		return "redstream"
+	}
+	return k.base
+}
+
+// Stream returns the key of the main stream name.
+func (k Keys) Stream(name string) string { return k.prefix() + ":stream:" + name }
+
+// Delay returns the key of the delay stream of name.
+func (k Keys) Delay(name string) string { return k.prefix() + ":stream:" + DelayStream(name) }
+
+// Offset returns the key holding the committed offset of consumer on stream.
+func (k Keys) Offset(stream, consumer string) string {
+	return k.prefix() + ":offset:" + stream + ":" + consumer
+}
+
+// Lock returns the key of the lock named lockname.
+func (k Keys) Lock(lockname string) string { return k.prefix() + ":lock:" + lockname }
+
+// Notify returns the list a lock's holder pushes to when it releases the
+// lock named lockname, so that waiters wake at once.
+func (k Keys) Notify(lockname string) string { return k.Lock(lockname) + ".notify" }
+
+// DeadLetter returns the key of the dead-letter stream of consumer on stream.
+func (k Keys) DeadLetter(stream, consumer string) string {
+	return k.prefix() + ":dlq:" + stream + ":" + consumer
+}
+
+// DelayStream returns the name of the delay stream of the stream name.
+func DelayStream(name string) string { return name + ".delay" }
+
+// ConsumerLockName returns the lock name a consumer named consumer takes on
+// stream, as the Ruby gem names it.
+func ConsumerLockName(stream, consumer string) string { return "consumer:" + stream + ":" + consumer }
+
+// TrimmerLockName returns the lock name a trimmer takes on stream.
+func TrimmerLockName(stream string) string { return "trimmer:" + stream }
+
+// DelayerName is the consumer name of a delayer on a delay stream: a delayer
+// of "products" consumes "products.delay" as "delayer", so its offset and
+// lock are those of that consumer, as in the Ruby gem.
+const DelayerName = "delayer"

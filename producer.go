@@ -1,0 +1,421 @@
+package redstream
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+	"gorm.io/gorm/schema"
+)
+
+// Producer defaults.
+const (
+	// DefaultPipelineSize is how many messages one pipelined round trip of
+	// Producer.Delay, Queue and Bulk carries at most.
+	DefaultPipelineSize = 1000
+	// DefaultBatchSize is how many rows Producer.BulkQuery loads per page.
+	DefaultBatchSize = 1000
+	// DefaultWaitTimeout bounds a WAIT for replicas.
+	DefaultWaitTimeout = time.Second
+	// DefaultPublishTimeout bounds the write of the main-stream messages
+	// after a commit.
+	DefaultPublishTimeout = 5 * time.Second
+)
+
+// ProducerOptions configure a Producer. The zero value, and a nil pointer,
+// mean the defaults.
+type ProducerOptions struct {
+	// Namespace prefixes every key: "<Namespace>:redstream:…".
+	// Default: "" (keys start with "redstream:").
+	Namespace string
+
+	// PipelineSize is how many messages one pipelined round trip carries at
+	// most in Delay, Queue and Bulk. The GORM plugin always writes a
+	// transaction's messages in one pipeline. Default: DefaultPipelineSize.
+	PipelineSize int
+
+	// BatchSize is how many rows BulkQuery loads per page.
+	// Default: DefaultBatchSize.
+	BatchSize int
+
+	// WaitReplicas, when positive, makes every write of delay messages wait
+	// until that many replicas have acknowledged it (Redis WAIT, sent in the
+	// same pipeline so it covers those writes), for at most WaitTimeout. Too
+	// few acknowledgements return a *ReplicaError, which makes the GORM
+	// plugin roll the transaction back. Keep WaitTimeout below the client's
+	// ReadTimeout. Default: 0 (no WAIT).
+	WaitReplicas int
+
+	// WaitTimeout bounds the WAIT. It is never 0, which would make Redis wait
+	// forever. Default: DefaultWaitTimeout.
+	WaitTimeout time.Duration
+
+	// PublishTimeout bounds the main-stream write after a commit, which runs
+	// on a context detached from the caller's. Default: DefaultPublishTimeout.
+	PublishTimeout time.Duration
+
+	// NamingStrategy names tables of models passed to the Producer's methods
+	// (the GORM plugin uses the statement's own schema). Set it to the
+	// *gorm.DB's NamingStrategy when that is customised.
+	// Default: schema.NamingStrategy{}.
+	NamingStrategy schema.Namer
+
+	// Logger receives the producer's and the plugin's log lines.
+	// Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// ProducerStats is a snapshot of a Producer's counters since it was made.
+type ProducerStats struct {
+	DelayMessages  int64 // messages written to delay streams
+	QueueMessages  int64 // messages written to main streams
+	DelayFailures  int64 // failed writes of delay messages (the write was refused or rolled back)
+	QueueFailures  int64 // failed main-stream writes after a commit; the Delayer delivers those messages later
+	Uncaptured     int64 // plugin writes whose primary keys could not be known (see Producer.Bulk)
+	ForeignTxDelay int64 // plugin writes in transactions opened outside GORM: delay message only
+}
+
+// ReplicaError reports that a write reached fewer replicas than
+// ProducerOptions.WaitReplicas within WaitTimeout.
+type ReplicaError struct {
+	Want, Got int
+}
+
+func (e *ReplicaError) Error() string {
+	return fmt.Sprintf("redstream: delay messages reached %d of %d replicas", e.Got, e.Want)
+}
+
+// Producer writes Redstream messages: delay messages, which the Delayer
+// moves to the main stream after a delay, and main-stream messages, which
+// consumers read. A record's message is its stream name (Namer, or the GORM
+// table name) and its payload (Payloader, or {"id":<primary key>}).
+//
+// A Producer is safe for concurrent use and holds no resources of its own:
+// the Redis client is the caller's to close.
+type Producer struct {
+	rdb      redis.UniversalClient
+	keys     Keys
+	opts     ProducerOptions
+	log      *slog.Logger
+	resolver resolver
+	stats    struct {
+		delay, queue, delayFail, queueFail, uncaptured, foreign atomic.Int64
+	}
+}
+
+// NewProducer returns a Producer writing to rdb. Options that are zero or
+// negative take their defaults.
+func NewProducer(rdb redis.UniversalClient, opts *ProducerOptions) *Producer {
+	var o ProducerOptions
+	if opts != nil {
+		o = *opts
+	}
+	o.PipelineSize = cmp.Or(max(o.PipelineSize, 0), DefaultPipelineSize)
+	o.BatchSize = cmp.Or(max(o.BatchSize, 0), DefaultBatchSize)
+	o.WaitReplicas = max(o.WaitReplicas, 0)
+	o.WaitTimeout = cmp.Or(max(o.WaitTimeout, 0), DefaultWaitTimeout)
+	o.PublishTimeout = cmp.Or(max(o.PublishTimeout, 0), DefaultPublishTimeout)
+	if o.NamingStrategy == nil {
+		o.NamingStrategy = schema.NamingStrategy{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	p := &Producer{rdb: rdb, keys: NewKeys(o.Namespace), opts: o, log: o.Logger}
+	p.resolver.namer = o.NamingStrategy
+	return p
+}
+
+// Keys returns the key layout the producer writes to.
+func (p *Producer) Keys() Keys { return p.keys }
+
+// Stats returns a snapshot of the producer's counters.
+func (p *Producer) Stats() ProducerStats {
+	return ProducerStats{
+		DelayMessages:  p.stats.delay.Load(),
+		QueueMessages:  p.stats.queue.Load(),
+		DelayFailures:  p.stats.delayFail.Load(),
+		QueueFailures:  p.stats.queueFail.Load(),
+		Uncaptured:     p.stats.uncaptured.Load(),
+		ForeignTxDelay: p.stats.foreign.Load(),
+	}
+}
+
+// Delay writes a delay message for each record: a model struct, a pointer
+// to one, a Ref, or a slice of them. Records with a zero primary key are
+// skipped.
+func (p *Producer) Delay(ctx context.Context, records ...any) error {
+	entries, err := p.entries(ctx, records...)
+	if err != nil {
+		return err
+	}
+	return p.write(ctx, true, entries, p.opts.PipelineSize)
+}
+
+// Queue writes a main-stream message for each record, as Delay does for the
+// delay stream.
+func (p *Producer) Queue(ctx context.Context, records ...any) error {
+	entries, err := p.entries(ctx, records...)
+	if err != nil {
+		return err
+	}
+	return p.write(ctx, false, entries, p.opts.PipelineSize)
+}
+
+// Bulk wraps a write that bypasses the GORM plugin — a batch Updates with
+// no primary keys, raw SQL, another client — for the given records: it
+// writes their delay messages, runs fn, then writes their main-stream
+// messages. If the delay write fails, fn does not run. If fn fails, its
+// error is returned and no main-stream message is written; the delay
+// messages still reach the main stream through the Delayer, so a partial
+// write is not lost. records is what Delay accepts.
+//
+// Run fn's database work in a transaction when it must be all or nothing;
+// Bulk itself does not open one.
+func (p *Producer) Bulk(ctx context.Context, records any, fn func(ctx context.Context) error) error {
+	entries, err := p.entries(ctx, records)
+	if err != nil {
+		return err
+	}
+	if err := p.write(ctx, true, entries, p.opts.PipelineSize); err != nil {
+		return err
+	}
+	if err := fn(ctx); err != nil {
+		return err
+	}
+	return p.write(ctx, false, entries, p.opts.PipelineSize)
+}
+
+// BulkQuery is Bulk for every row a GORM query matches, walked in pages of
+// BatchSize rows in primary-key order so that memory stays bounded however
+// many rows match. query names the model (Model or Find destination type)
+// and its conditions, for example
+//
+//	db.Model(&Product{}).Where("price < ?", 10)
+//
+// For each page, BulkQuery loads the rows, writes their delay messages,
+// calls fn with a query restricted to the page's primary keys, and writes
+// their main-stream messages:
+//
+//	p.BulkQuery(ctx, db.Model(&Product{}).Where("price < ?", 10),
+//		func(ctx context.Context, page *gorm.DB) error {
+//			return page.Update("price", 10).Error
+//		})
+//
+// The page query is marked with SkipCapture so the GORM plugin does not
+// capture its write a second time. Pages advance by primary key, so fn may
+// change the columns the conditions test. A failed page stops the walk and
+// returns its error; earlier pages stay written.
+func (p *Producer) BulkQuery(ctx context.Context, query *gorm.DB, fn func(ctx context.Context, page *gorm.DB) error) error {
+	stmt := query.Statement
+	model := stmt.Model
+	if model == nil {
+		model = stmt.Dest
+	}
+	if model == nil {
+		return errors.New("redstream: BulkQuery needs a query with a Model")
+	}
+	base := query.Session(&gorm.Session{NewDB: false, Context: ctx})
+	if err := base.Statement.Parse(model); err != nil {
+		return fmt.Errorf("redstream: BulkQuery model: %w", err)
+	}
+	sch := base.Statement.Schema
+	if len(sch.PrimaryFields) == 0 {
+		return fmt.Errorf("%w: %s", errNoPrimaryKey, sch.Name)
+	}
+	pkCols := make([]clause.Column, len(sch.PrimaryFields))
+	order := make([]clause.OrderByColumn, len(sch.PrimaryFields))
+	for i, f := range sch.PrimaryFields {
+		pkCols[i] = clause.Column{Table: clause.CurrentTable, Name: f.DBName}
+		order[i] = clause.OrderByColumn{Column: pkCols[i]}
+	}
+	rowsType := reflect.SliceOf(sch.ModelType)
+
+	var last []any // primary key of the previous page's last row
+	for {
+		rows := reflect.New(rowsType)
+		page := base.Session(&gorm.Session{}).Clauses(clause.OrderBy{Columns: order}).Limit(p.opts.BatchSize)
+		if last != nil {
+			page = page.Where(keysetAfter(pkCols, last))
+		}
+		if err := page.Find(rows.Interface()).Error; err != nil {
+			return fmt.Errorf("redstream: BulkQuery page: %w", err)
+		}
+		n := rows.Elem().Len()
+		if n == 0 {
+			return nil
+		}
+		ids := make([]any, 0, n)
+		tuples := make([][]any, 0, n)
+		for i := range n {
+			row := rows.Elem().Index(i)
+			key := make([]any, len(sch.PrimaryFields))
+			for j, f := range sch.PrimaryFields {
+				key[j], _ = f.ValueOf(ctx, row)
+			}
+			ids = append(ids, key[0])
+			tuples = append(tuples, key)
+			if i == n-1 {
+				last = key
+			}
+		}
+		var cond clause.Expression = clause.IN{Column: pkCols[0], Values: ids}
+		if len(pkCols) > 1 {
+			values := make([]any, len(tuples))
+			for i, t := range tuples {
+				values[i] = t
+			}
+			cond = clause.IN{Column: pkCols, Values: values}
+		}
+		err := p.Bulk(ctx, rows.Interface(), func(ctx context.Context) error {
+			target := query.Session(&gorm.Session{NewDB: true, Context: ctx}).
+				Model(reflect.New(sch.ModelType).Interface()).
+				Set(skipKey, true).
+				Where(cond)
+			return fn(ctx, target)
+		})
+		if err != nil {
+			return err
+		}
+		if n < p.opts.BatchSize {
+			return nil
+		}
+	}
+}
+
+// keysetAfter builds "(pk1, pk2) > (v1, v2)" (or "pk > v").
+func keysetAfter(cols []clause.Column, vals []any) clause.Expression {
+	if len(cols) == 1 {
+		return clause.Gt{Column: cols[0], Value: vals[0]}
+	}
+	colExprs := make([]any, len(cols))
+	for i, c := range cols {
+		colExprs[i] = c
+	}
+	return clause.Expr{SQL: "(?) > (?)", Vars: []any{colExprs, vals}}
+}
+
+func (p *Producer) entries(ctx context.Context, records ...any) ([]entry, error) {
+	var out []entry
+	for _, r := range records {
+		var err error
+		if out, err = p.resolver.entriesOf(ctx, out, r); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// write writes entries to their delay streams (delay) or main streams, in
+// pipelines of at most size messages. With WaitReplicas set, delay writes
+// end with a WAIT in the same pipeline.
+func (p *Producer) write(ctx context.Context, delay bool, entries []entry, size int) error {
+	for len(entries) > 0 {
+		n := min(size, len(entries))
+		if err := p.pipeline(ctx, delay, entries[:n]); err != nil {
+			return err
+		}
+		entries = entries[n:]
+	}
+	return nil
+}
+
+func (p *Producer) pipeline(ctx context.Context, delay bool, entries []entry) error {
+	counter, failures := &p.stats.queue, &p.stats.queueFail
+	if delay {
+		counter, failures = &p.stats.delay, &p.stats.delayFail
+	}
+	wait := delay && p.opts.WaitReplicas > 0
+	var err error
+	if cc, ok := p.rdb.(*redis.ClusterClient); ok && wait {
+		err = p.clusterPipeline(ctx, cc, delay, entries)
+	} else {
+		err = p.pipelineOn(ctx, p.rdb, delay, wait, entries)
+	}
+	if err != nil {
+		failures.Add(1)
+		return err
+	}
+	counter.Add(int64(len(entries)))
+	return nil
+}
+
+// pipelineOn sends entries' XADDs, and a WAIT when wait is set, in one
+// pipeline on c.
+func (p *Producer) pipelineOn(ctx context.Context, c redis.Cmdable, delay, wait bool, entries []entry) error {
+	var waitCmd *redis.Cmd
+	cmds, err := c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for _, e := range entries {
+			key := p.keys.Stream(e.stream)
+			if delay {
+				key = p.keys.Delay(e.stream)
+			}
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: key, ID: "*", Values: []any{"payload", e.payload}})
+		}
+		if wait {
+			waitCmd = pipe.Do(ctx, "wait", p.opts.WaitReplicas, p.opts.WaitTimeout.Milliseconds())
+		}
+		return nil
+	})
+	if err != nil {
+		kind := "main-stream"
+		if delay {
+			kind = "delay"
+		}
+		return fmt.Errorf("redstream: write %d %s messages: %w", len(entries), kind, firstErr(cmds, err))
+	}
+	if waitCmd != nil {
+		got, err := waitCmd.Int()
+		if err != nil {
+			return fmt.Errorf("redstream: wait for replicas: %w", err)
+		}
+		if got < p.opts.WaitReplicas {
+			return &ReplicaError{Want: p.opts.WaitReplicas, Got: got}
+		}
+	}
+	return nil
+}
+
+// clusterPipeline groups entries by the master that owns their stream key,
+// so that each WAIT runs on the connection that wrote the messages it covers.
+func (p *Producer) clusterPipeline(ctx context.Context, cc *redis.ClusterClient, delay bool, entries []entry) error {
+	groups := make(map[*redis.Client][]entry)
+	var order []*redis.Client
+	for _, e := range entries {
+		key := p.keys.Stream(e.stream)
+		if delay {
+			key = p.keys.Delay(e.stream)
+		}
+		node, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			return fmt.Errorf("redstream: find master for %s: %w", key, err)
+		}
+		if _, ok := groups[node]; !ok {
+			order = append(order, node)
+		}
+		groups[node] = append(groups[node], e)
+	}
+	for _, node := range order {
+		if err := p.pipelineOn(ctx, node, delay, true, groups[node]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func firstErr(cmds []redis.Cmder, err error) error {
+	for _, c := range cmds {
+		if c.Err() != nil {
+			return c.Err()
+		}
+	}
+	return err
+}

@@ -1,0 +1,230 @@
+package redstream_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"gorm.io/gorm"
+
+	"github.com/redstream-go/redstream"
+	"github.com/redstream-go/redstream/internal/testenv"
+)
+
+func TestProducerDelayQueue(t *testing.T) {
+	t.Parallel()
+	rdb, ns := testenv.Redis(t)
+	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns, PipelineSize: 2})
+	ctx := context.Background()
+	must(t, p.Delay(ctx, &Product{ID: 1}, []Product{{ID: 2}, {ID: 3}}, Product{ID: 0}))
+	must(t, p.Queue(ctx, []*Product{{ID: 4}}, redstream.Ref{Stream: "other", ID: "k<&>"}))
+	keys := redstream.NewKeys(ns)
+	if got, want := payloads(t, rdb, keys.Delay("products")), ids(1, 2, 3); !sameSet(got, want) {
+		t.Errorf("delay = %v, want %v", got, want)
+	}
+	if got, want := payloads(t, rdb, keys.Stream("products")), ids(4); !sameSet(got, want) {
+		t.Errorf("main = %v, want %v", got, want)
+	}
+	// Payloads are compact JSON without HTML escaping, as Ruby's JSON.dump.
+	if got, want := payloads(t, rdb, keys.Stream("other")), []string{`{"id":"k<&>"}`}; !sameSet(got, want) {
+		t.Errorf("ref = %v, want %v", got, want)
+	}
+	if st := p.Stats(); st.DelayMessages != 3 || st.QueueMessages != 2 {
+		t.Errorf("stats = %+v", st)
+	}
+	if err := p.Queue(ctx, 42); err == nil {
+		t.Error("Queue(42) succeeded")
+	}
+	if err := p.Queue(ctx, redstream.Ref{ID: 1}); err == nil {
+		t.Error("Ref without stream accepted")
+	}
+}
+
+func TestProducerBulk(t *testing.T) {
+	t.Parallel()
+	rdb, ns := testenv.Redis(t)
+	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns, PipelineSize: 3})
+	keys := p.Keys()
+	ctx := context.Background()
+	records := []Product{{ID: 1}, {ID: 2}, {ID: 3}, {ID: 4}}
+	ran := false
+	must(t, p.Bulk(ctx, records, func(ctx context.Context) error {
+		ran = true
+		// Delay messages are written before fn, main-stream ones after.
+		if n := rdb.XLen(ctx, keys.Delay("products")).Val(); n != 4 {
+			t.Errorf("delay messages before fn = %d, want 4", n)
+		}
+		if n := rdb.XLen(ctx, keys.Stream("products")).Val(); n != 0 {
+			t.Errorf("main messages before fn = %d, want 0", n)
+		}
+		return nil
+	}))
+	if !ran {
+		t.Fatal("fn did not run")
+	}
+	if n := rdb.XLen(ctx, keys.Stream("products")).Val(); n != 4 {
+		t.Errorf("main messages = %d, want 4", n)
+	}
+
+	boom := errors.New("boom")
+	err := p.Bulk(ctx, []redstream.Ref{{Stream: "failing", ID: 9}}, func(context.Context) error { return boom })
+	if !errors.Is(err, boom) {
+		t.Errorf("err = %v, want boom", err)
+	}
+	if got := payloads(t, rdb, keys.Delay("failing")); !sameSet(got, ids(9)) {
+		t.Errorf("delay = %v, want the message for the Delayer", got)
+	}
+	if n := rdb.XLen(ctx, keys.Stream("failing")).Val(); n != 0 {
+		t.Errorf("main messages after a failed fn = %d, want 0", n)
+	}
+}
+
+func TestProducerBulkRedisDown(t *testing.T) {
+	t.Parallel()
+	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	t.Cleanup(func() { down.Close() })
+	p := redstream.NewProducer(down, nil)
+	err := p.Bulk(context.Background(), []redstream.Ref{{Stream: "s", ID: 1}}, func(context.Context) error {
+		t.Error("fn ran although the delay messages were not written")
+		return nil
+	})
+	if err == nil {
+		t.Fatal("Bulk succeeded with Redis down")
+	}
+	if st := p.Stats(); st.DelayFailures != 1 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+func TestProducerBulkQuery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, modes[0])
+	ctx := context.Background()
+	rows := make([]Product, 2500)
+	for i := range rows {
+		rows[i].Price = i % 2 // half cheap
+	}
+	must(t, redstream.SkipCapture(e.db).CreateInBatches(&rows, 1000).Error)
+	p := redstream.NewProducer(e.rdb, &redstream.ProducerOptions{Namespace: "bq" + e.keys.Stream(""), BatchSize: 300})
+	keys := p.Keys()
+	var pages int
+	err := p.BulkQuery(ctx, e.db.Model(&Product{}).Where("price = ?", 0), func(ctx context.Context, page *gorm.DB) error {
+		pages++
+		if n := e.rdb.XLen(ctx, keys.Delay("products")).Val(); n != int64(min(pages*300, 1250)) {
+			t.Errorf("page %d: delay messages = %d before fn", pages, n)
+		}
+		// The update moves the rows out of the condition; keyset paging
+		// by primary key still visits each matching row once.
+		return page.Update("price", 10).Error
+	})
+	must(t, err)
+	if pages != 5 {
+		t.Errorf("pages = %d, want 5 (1,250 rows in pages of 300)", pages)
+	}
+	var cheap, updated int64
+	must(t, e.db.Model(&Product{}).Where("price = 0").Count(&cheap).Error)
+	must(t, e.db.Model(&Product{}).Where("price = 10").Count(&updated).Error)
+	if cheap != 0 || updated != 1250 {
+		t.Errorf("cheap = %d, updated = %d; want 0 and 1250", cheap, updated)
+	}
+	main := payloads(t, e.rdb, keys.Stream("products"))
+	if len(main) != 1250 {
+		t.Fatalf("main messages = %d, want 1250", len(main))
+	}
+	// Only even ids (price 0) were messaged, each once.
+	seen := map[string]bool{}
+	for _, m := range main {
+		if seen[m] {
+			t.Errorf("duplicate %s", m)
+		}
+		seen[m] = true
+	}
+	if !seen[`{"id":1}`] || seen[`{"id":2}`] {
+		t.Errorf("wrong rows messaged: id 1 %v, id 2 %v", seen[`{"id":1}`], seen[`{"id":2}`])
+	}
+	// The plugin did not capture the page updates a second time.
+	if n := e.rdb.XLen(ctx, e.keys.Stream("products")).Val(); n != 0 {
+		t.Errorf("plugin captured %d page writes, want 0", n)
+	}
+}
+
+func TestProducerBulkQueryCompositeKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, modes[0])
+	must(t, e.db.AutoMigrate(&Pair{}))
+	var pairs []Pair
+	for a := range 3 {
+		for _, b := range []string{"x", "y", "z"} {
+			pairs = append(pairs, Pair{A: int64(a), B: b})
+		}
+	}
+	must(t, redstream.SkipCapture(e.db).Create(&pairs).Error)
+	p := redstream.NewProducer(e.rdb, &redstream.ProducerOptions{Namespace: "bq" + e.keys.Stream(""), BatchSize: 4})
+	var pages int
+	must(t, p.BulkQuery(context.Background(), e.db.Model(&Pair{}), func(ctx context.Context, page *gorm.DB) error {
+		pages++
+		return page.Update("value", 1).Error
+	}))
+	if pages != 3 {
+		t.Errorf("pages = %d, want 3", pages)
+	}
+	var n int64
+	must(t, e.db.Model(&Pair{}).Where("value = 1").Count(&n).Error)
+	if n != 9 {
+		t.Errorf("updated = %d, want 9", n)
+	}
+	if got := len(payloads(t, e.rdb, p.Keys().Stream("pairs"))); got != 9 {
+		t.Errorf("messages = %d, want 9", got)
+	}
+}
+
+func TestProducerWaitReplicas(t *testing.T) {
+	t.Parallel()
+	rdb, ns := testenv.Redis(t)
+	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{
+		Namespace: ns, WaitReplicas: 1, WaitTimeout: 100 * time.Millisecond,
+	})
+	start := time.Now()
+	err := p.Delay(context.Background(), redstream.Ref{Stream: "w", ID: 1})
+	var re *redstream.ReplicaError
+	if !errors.As(err, &re) || re.Want != 1 || re.Got != 0 {
+		t.Fatalf("err = %v, want a ReplicaError 0 of 1", err)
+	}
+	if !strings.Contains(err.Error(), "0 of 1 replicas") {
+		t.Errorf("message %q", err)
+	}
+	// The Ruby gem's WAIT n 0 blocks forever; here WAIT is bounded.
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("WAIT took %v", d)
+	}
+	// Main-stream writes do not wait.
+	must(t, p.Queue(context.Background(), redstream.Ref{Stream: "w", ID: 1}))
+}
+
+func TestPluginWaitReplicasRollsBack(t *testing.T) {
+	t.Parallel()
+	rdb, ns := testenv.Redis(t)
+	e := newEnvWith(t, modes[0], rdb, ns)
+	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns, WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
+	db := e.db.Session(&gorm.Session{NewDB: true})
+	// A second plugin on a fresh connection, configured to wait for a replica
+	// this server does not have.
+	db2, err := gorm.Open(db.Dialector, &gorm.Config{Logger: db.Logger})
+	must(t, err)
+	sqlDB, _ := db2.DB()
+	t.Cleanup(func() { sqlDB.Close() })
+	must(t, db2.Use(redstream.NewPlugin(p)))
+	err = db2.Create(&Product{Title: "x"}).Error
+	var re *redstream.ReplicaError
+	if !errors.As(err, &re) {
+		t.Fatalf("err = %v, want a ReplicaError", err)
+	}
+	var n int64
+	must(t, e.db.Model(&Product{}).Count(&n).Error)
+	if n != 0 {
+		t.Errorf("rows = %d, want 0", n)
+	}
+}

@@ -1,0 +1,187 @@
+package redstream_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/redstream-go/redstream"
+	"github.com/redstream-go/redstream/internal/testenv"
+)
+
+// Product is the test model: an integer key and a soft-delete column.
+type Product struct {
+	ID        int64 `gorm:"primaryKey"`
+	Title     string
+	Price     int
+	UpdatedAt time.Time
+	DeletedAt gorm.DeletedAt
+}
+
+// logBuffer collects log output, safe for concurrent writers.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// env is one test's database, Redis namespace, producer and plugin.
+type env struct {
+	db   *gorm.DB
+	rdb  *redis.Client
+	p    *redstream.Producer
+	keys redstream.Keys
+	dsn  string
+	logs *logBuffer
+}
+
+// mode is one way of configuring GORM; the plugin must behave the same in
+// every one.
+type mode struct {
+	name string
+	cfg  func() *gorm.Config
+	// simple selects pgx's simple protocol.
+	simple bool
+	// viaConfig registers the plugin through gorm.Config.Plugins.
+	viaConfig bool
+}
+
+var modes = []mode{
+	{name: "default", cfg: func() *gorm.Config { return &gorm.Config{} }},
+	{name: "skip_default_tx", cfg: func() *gorm.Config { return &gorm.Config{SkipDefaultTransaction: true} }},
+	{name: "prepare_stmt", cfg: func() *gorm.Config { return &gorm.Config{PrepareStmt: true} }},
+	{name: "prepare_stmt_skip_default_tx", cfg: func() *gorm.Config {
+		return &gorm.Config{PrepareStmt: true, SkipDefaultTransaction: true}
+	}},
+	{name: "plugins_config_prepare_stmt", cfg: func() *gorm.Config { return &gorm.Config{PrepareStmt: true} }, viaConfig: true},
+	{name: "simple_protocol", cfg: func() *gorm.Config { return &gorm.Config{} }, simple: true},
+}
+
+// newEnv opens a database in a fresh schema with the plugin registered, and
+// a producer in a fresh namespace. adjust, if not nil, may replace the
+// producer's Redis client (for fault injection).
+func newEnv(t testing.TB, m mode, models ...any) *env {
+	t.Helper()
+	rdb, ns := testenv.Redis(t)
+	return newEnvWith(t, m, rdb, ns, models...)
+}
+
+func newEnvWith(t testing.TB, m mode, rdb *redis.Client, ns string, models ...any) *env {
+	t.Helper()
+	logs := &logBuffer{}
+	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{
+		Namespace: ns,
+		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
+	})
+	pl := redstream.NewPlugin(p, models...)
+	dsn := testenv.Schema(t)
+	cfg := m.cfg()
+	cfg.Logger = logger.Discard
+	if m.viaConfig {
+		cfg.Plugins = map[string]gorm.Plugin{pl.Name(): pl}
+	}
+	db, err := gorm.Open(postgres.New(postgres.Config{DSN: dsn, PreferSimpleProtocol: m.simple}), cfg)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		t.Fatalf("db: %v", err)
+	}
+	t.Cleanup(func() { sqlDB.Close() })
+	if !m.viaConfig {
+		if err := db.Use(pl); err != nil {
+			t.Fatalf("use: %v", err)
+		}
+	}
+	if err := db.AutoMigrate(&Product{}); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return &env{db: db, rdb: rdb, p: p, keys: p.Keys(), dsn: dsn, logs: logs}
+}
+
+// payloads returns the payloads in the stream at key, in order.
+func payloads(t testing.TB, rdb redis.Cmdable, key string) []string {
+	t.Helper()
+	msgs, err := rdb.XRange(context.Background(), key, "-", "+").Result()
+	if err != nil {
+		t.Fatalf("xrange %s: %v", key, err)
+	}
+	out := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		if len(m.Values) != 1 {
+			t.Errorf("%s %s has fields %v, want only payload", key, m.ID, m.Values)
+		}
+		s, _ := m.Values["payload"].(string)
+		out = append(out, s)
+	}
+	return out
+}
+
+// ids formats the default payloads of ids.
+func ids(ids ...int) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = `{"id":` + itoa(id) + `}`
+	}
+	return out
+}
+
+func itoa(i int) string {
+	b := []byte{}
+	if i == 0 {
+		return "0"
+	}
+	for ; i > 0; i /= 10 {
+		b = append([]byte{byte('0' + i%10)}, b...)
+	}
+	return string(b)
+}
+
+// want checks the payloads of a stream's delay and main streams, ignoring
+// order.
+func (e *env) want(t testing.TB, stream string, delay, main []string) {
+	t.Helper()
+	gotDelay := payloads(t, e.rdb, e.keys.Delay(stream))
+	gotMain := payloads(t, e.rdb, e.keys.Stream(stream))
+	if !sameSet(gotDelay, delay) {
+		t.Errorf("delay stream %s = %v, want %v", stream, gotDelay, delay)
+	}
+	if !sameSet(gotMain, main) {
+		t.Errorf("main stream %s = %v, want %v", stream, gotMain, main)
+	}
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
