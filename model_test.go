@@ -115,10 +115,6 @@ func TestPluginKeyTypes(t *testing.T) {
 
 	must(t, e.db.Create(&[]Sharded{{ID: 1}, {ID: 2}, {ID: 3}}).Error)
 	must(t, e.db.Delete(&Sharded{}, 3).Error) // keys from the condition still reach Namer and Payloader
-	for shard, ids := range map[string][]int64{} {
-		_ = shard
-		_ = ids
-	}
 	streams := map[string][]string{}
 	for _, id := range []int64{1, 2, 3, 3} {
 		name := redstream.ShardName("sharded", id, 2)
@@ -163,4 +159,49 @@ func TestPluginCommitFails(t *testing.T) {
 	}
 	// The COMMIT failed after the delay write: no main-stream message.
 	e.want(t, "children", ids(1), nil)
+}
+
+// Author has many Posts: association writes are separate statements, each
+// captured with its own model.
+type Author struct {
+	ID    int64
+	Name  string
+	Posts []Post
+}
+
+type Post struct {
+	ID       int64
+	AuthorID *int64
+	Title    string
+}
+
+func TestPluginAssociationsAndGenerics(t *testing.T) {
+	t.Parallel()
+	for _, m := range modes[:2] {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, m)
+			must(t, e.db.AutoMigrate(&Author{}, &Post{}))
+			a := Author{Name: "a", Posts: []Post{{Title: "p1"}, {Title: "p2"}}}
+			must(t, e.db.Create(&a).Error) // GORM upserts the posts with SkipHooks set
+			e.want(t, "authors", ids(1), ids(1))
+			e.want(t, "posts", ids(1, 2), ids(1, 2))
+
+			must(t, e.db.Model(&a).Association("Posts").Append(&Post{Title: "p3"}))
+			e.want(t, "posts", ids(1, 2, 1, 2, 3), ids(1, 2, 1, 2, 3))
+
+			// Generics: a create by value is captured, an update by a raw
+			// condition is reported.
+			ctx := context.Background()
+			p := Product{Title: "generic"}
+			must(t, gorm.G[Product](e.db).Create(ctx, &p))
+			if _, err := gorm.G[Product](e.db).Where("id = ?", p.ID).Update(ctx, "price", 3); err != nil {
+				t.Fatal(err)
+			}
+			e.want(t, "products", ids(1), ids(1))
+			if got := e.p.Stats().Uncaptured; got != 1 {
+				t.Errorf("Uncaptured = %d, want 1", got)
+			}
+		})
+	}
 }

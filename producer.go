@@ -353,12 +353,16 @@ func (p *Producer) pipeline(ctx context.Context, delay bool, entries []entry) er
 func (p *Producer) pipelineOn(ctx context.Context, c redis.Cmdable, delay, wait bool, entries []entry) error {
 	var waitCmd *redis.Cmd
 	cmds, err := c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		var stream, key string // the key of the previous entry's stream
 		for _, e := range entries {
-			key := p.keys.Stream(e.stream)
-			if delay {
-				key = p.keys.Delay(e.stream)
+			if e.stream != stream || key == "" {
+				stream, key = e.stream, p.keys.Stream(e.stream)
+				if delay {
+					key = p.keys.Delay(e.stream)
+				}
 			}
-			pipe.XAdd(ctx, &redis.XAddArgs{Stream: key, ID: "*", Values: []any{"payload", e.payload}})
+			// XADD <key> * payload <json>: the Ruby gem's entry, byte for byte.
+			pipe.Do(ctx, "xadd", key, "*", "payload", e.payload)
 		}
 		if wait {
 			waitCmd = pipe.Do(ctx, "wait", p.opts.WaitReplicas, p.opts.WaitTimeout.Milliseconds())
