@@ -4,7 +4,8 @@
 #   make test       services + vet + gofmt check + staticcheck + go test -race
 #   make test-es    the same for ./elastic/... (needs ELASTICSEARCH_URL)
 #   make services   ensure PostgreSQL and Redis answer (scripts/services.sh)
-#   make bench      benchmarks, output also written to bench.out
+#   make bench      every benchmark BENCH_COUNT times, medians by benchstat
+#                   (raw output in bench.out; see docs/BENCHMARKS.md)
 #   make fmt | vet | lint
 
 SHELL := /bin/bash
@@ -63,5 +64,10 @@ fmt-check:
 lint:
 	$(STATICCHECK) ./...
 
+BENCH ?= .
+BENCH_COUNT ?= 5
+BENCHSTAT = $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+
 bench: services
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee bench.out
+	$(GO) test -run '^$$' -bench '$(BENCH)' -count $(BENCH_COUNT) -timeout 60m ./... | tee bench.out
+	$(BENCHSTAT) bench.out

@@ -151,7 +151,7 @@ func BenchmarkRawXAdd(b *testing.B) {
 	for b.Loop() {
 		_, err := rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 			for _, pl := range payloads {
-				pipe.XAdd(ctx, &redis.XAddArgs{Stream: key, ID: "*", Values: []any{"payload", pl}})
+				pipe.Do(ctx, "xadd", key, "*", "payload", pl)
 			}
 			return nil
 		})

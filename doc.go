@@ -32,6 +32,29 @@
 // arbitrary condition) are wrapped in Producer.Bulk or Producer.BulkQuery:
 // delay messages before, main-stream messages after.
 //
+// # Consuming
+//
+// A Consumer reads a stream in batches from its committed offset and hands
+// them to a Handler; when the handler returns nil, the batch's last id is
+// committed. Delivery is at least once. A failing batch is retried with
+// capped exponential backoff, and a handler can dead-letter single messages
+// (Batch.DeadLetter) so that one poison message never blocks a stream. The
+// package elastic provides a Handler that writes to Elasticsearch.
+//
+// A Delayer moves due delay messages to their main stream; a Trimmer
+// deletes, with XTRIM MINID, what every configured consumer has committed.
+// Every worker has a blocking Run(ctx) that returns nil when ctx ends, and a
+// Stats method for monitoring.
+//
+// # Leases
+//
+// Each worker holds a lease, a Redis lock with the Ruby gem's key, so that
+// one holder per stream and name is active while others stand by. The
+// lease is refreshed every TTL/3; when a refresh fails or the lease's local
+// deadline passes, the worker's context is cancelled with ErrLockLost.
+// Offsets are committed by a script that checks the lease in the same step,
+// so a deposed holder commits nothing.
+//
 // # Keys and messages
 //
 // Keys computes every Redis key (see its documentation for the layout).
