@@ -1,0 +1,33 @@
+// Package elastic keeps an Elasticsearch 8 index in sync with a PostgreSQL
+// table through redstream streams. Its Handler is a redstream.Handler: hand
+// it to redstream.NewConsumer.
+//
+// For each batch, the Handler collects the batch's record ids, loads their
+// current state with a Loader in one call (TableLoader: one query,
+// WHERE pk = ANY($1)), and writes one or more _bulk requests: an index of
+// each row found, a delete of each id not found or soft-deleted. It returns
+// only when every document is written or dead-lettered, so the consumer's
+// offset never moves past a change that is not in the index.
+//
+// # Item results
+//
+//	2xx                               done
+//	404 on a delete                   done (already absent)
+//	409 under external versioning     done (a newer version is indexed)
+//	429, 5xx                          resent alone, with capped exponential backoff and jitter
+//	other 4xx (mapping, parse errors) dead-lettered with status, type and reason
+//
+// A bulk request that fails as a whole (connection refused, timeout, 429 or
+// 5xx for the request) returns an error: the consumer backs off and delivers
+// the batch again, and the rows are re-read.
+//
+// # Stale writes
+//
+// With TableOptions.VersionColumn, documents are written with
+// version_type=external_gte and the row's version, so a late write of an
+// older state (a deposed worker, a replayed batch) is refused by
+// Elasticsearch with 409 and counted as a conflict, never applied.
+//
+// The package does not create indices; create them with your mapping
+// first, or let Elasticsearch create them dynamically.
+package elastic

@@ -1,0 +1,275 @@
+package elastic
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8"
+
+	"github.com/redstream-go/redstream"
+)
+
+// Handler defaults.
+const (
+	// DefaultMaxBulkBytes bounds one bulk request body, well below
+	// Elasticsearch's http.max_content_length (100 MB).
+	DefaultMaxBulkBytes = 5 << 20
+	// DefaultConcurrency is how many bulk requests of one batch are in
+	// flight at once.
+	DefaultConcurrency = 2
+	// DefaultMaxItemRetries is how often items answered 429 or 5xx are
+	// resent within one batch before the batch fails (and the consumer
+	// retries it, re-reading the rows).
+	DefaultMaxItemRetries = 8
+	// DefaultRetryBackoff is the first pause before resending items; it
+	// doubles up to DefaultMaxRetryBackoff, with jitter.
+	DefaultRetryBackoff    = 100 * time.Millisecond
+	DefaultMaxRetryBackoff = 5 * time.Second
+)
+
+// Options configure a Handler. A nil *Options is invalid: Index is
+// required.
+type Options struct {
+	// Index is the index (or alias) documents are written to. Required.
+	Index string
+	// Pipeline, when set, is the ingest pipeline for indexed documents.
+	// Default: none.
+	Pipeline string
+	// MaxBulkBytes bounds a bulk request body; larger batches are split.
+	// Default: DefaultMaxBulkBytes.
+	MaxBulkBytes int
+	// Concurrency is how many bulk requests are in flight at once.
+	// Default: DefaultConcurrency.
+	Concurrency int
+	// MaxItemRetries bounds the resends of items answered 429 or 5xx within
+	// one batch. Default: DefaultMaxItemRetries.
+	MaxItemRetries int
+	// RetryBackoff and MaxRetryBackoff shape the pause between resends.
+	// Default: DefaultRetryBackoff, DefaultMaxRetryBackoff.
+	RetryBackoff, MaxRetryBackoff time.Duration
+	// Refresh is passed as the bulk request's refresh parameter ("true",
+	// "wait_for"); meant for tests and demos. Default: "" (none).
+	Refresh string
+	// Logger receives the handler's log lines. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// Stats is a snapshot of a Handler's counters.
+type Stats struct {
+	Batches      int64 // batches handled successfully
+	Messages     int64 // messages in those batches
+	DuplicateIDs int64 // messages whose id repeated an earlier one of the same batch
+	Indexed      int64 // documents indexed
+	Deleted      int64 // documents deleted (or already absent)
+	Conflicts    int64 // writes skipped because a newer version was indexed
+	Retried      int64 // item resends after 429 or 5xx
+	DeadLettered int64 // messages dead-lettered (rejected documents, payloads without an id)
+	Requests     int64 // bulk requests sent
+	Bytes        int64 // bulk request bytes sent
+}
+
+// Handler is a redstream.Handler that keeps an Elasticsearch index in sync
+// with a primary database: for each batch it loads the current state of
+// the batch's records (one Loader call), indexes those found, deletes the
+// others and the soft-deleted ones, and returns only when every document
+// is written or dead-lettered.
+//
+// Items Elasticsearch answers with 429 or 5xx are resent, alone, with
+// capped exponential backoff; items it rejects (mapping or parse errors)
+// are dead-lettered with their status and reason, so one bad document never
+// blocks the stream. A failed bulk request as a whole returns an error, so
+// the consumer backs off and retries the batch; the offset advances only
+// when every item succeeded or was dead-lettered.
+//
+// A Handler is safe for concurrent use.
+type Handler struct {
+	es     *elasticsearch.Client
+	loader Loader
+	opts   Options
+	log    *slog.Logger
+	stats  struct {
+		batches, messages, dups, indexed, deleted, conflicts, retried, dead, requests, bytes atomic.Int64
+	}
+}
+
+var _ redstream.Handler = (*Handler)(nil)
+
+// NewHandler returns a Handler writing to es the documents loader reads.
+func NewHandler(es *elasticsearch.Client, loader Loader, opts *Options) (*Handler, error) {
+	if es == nil || loader == nil {
+		return nil, errors.New("elastic: NewHandler needs a client and a loader")
+	}
+	if opts == nil || opts.Index == "" {
+		return nil, errors.New("elastic: Options.Index is required")
+	}
+	o := *opts
+	if o.MaxBulkBytes < 0 || o.Concurrency < 0 || o.MaxItemRetries < 0 || o.RetryBackoff < 0 || o.MaxRetryBackoff < 0 {
+		return nil, errors.New("elastic: Options has a negative value")
+	}
+	o.MaxBulkBytes = cmp.Or(o.MaxBulkBytes, DefaultMaxBulkBytes)
+	o.Concurrency = cmp.Or(o.Concurrency, DefaultConcurrency)
+	o.MaxItemRetries = cmp.Or(o.MaxItemRetries, DefaultMaxItemRetries)
+	o.RetryBackoff = cmp.Or(o.RetryBackoff, DefaultRetryBackoff)
+	o.MaxRetryBackoff = cmp.Or(o.MaxRetryBackoff, DefaultMaxRetryBackoff)
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Handler{es: es, loader: loader, opts: o, log: o.Logger.With("index", o.Index)}, nil
+}
+
+// Stats returns a snapshot of the handler's counters.
+func (h *Handler) Stats() Stats {
+	s := &h.stats
+	return Stats{
+		Batches: s.batches.Load(), Messages: s.messages.Load(), DuplicateIDs: s.dups.Load(),
+		Indexed: s.indexed.Load(), Deleted: s.deleted.Load(), Conflicts: s.conflicts.Load(),
+		Retried: s.retried.Load(), DeadLettered: s.dead.Load(), Requests: s.requests.Load(), Bytes: s.bytes.Load(),
+	}
+}
+
+// MessageID returns the record id of a message payload {"id":…} as text:
+// a JSON number as written, a string as is. Composite keys ({"id":[…]})
+// and other shapes return an error.
+func MessageID(payload []byte) (string, error) {
+	var p struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return "", fmt.Errorf("%w: %v", errNoID, err)
+	}
+	raw := bytes.TrimSpace(p.ID)
+	switch {
+	case len(raw) == 0 || bytes.Equal(raw, []byte("null")):
+		return "", errNoID
+	case raw[0] == '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil || s == "" {
+			return "", errNoID
+		}
+		return s, nil
+	case raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9'):
+		if _, err := strconv.ParseInt(string(raw), 10, 64); err != nil {
+			if _, err := strconv.ParseUint(string(raw), 10, 64); err != nil {
+				return "", fmt.Errorf("%w: %s is not an integer", errNoID, raw)
+			}
+		}
+		return string(raw), nil
+	}
+	return "", errNoID
+}
+
+// HandleBatch implements redstream.Handler.
+func (h *Handler) HandleBatch(ctx context.Context, b *redstream.Batch) error {
+	byID := make(map[string][]redstream.Message, len(b.Messages))
+	ids := make([]string, 0, len(b.Messages))
+	var dups int64
+	for _, m := range b.Messages {
+		id, err := MessageID(m.Payload)
+		if err != nil {
+			b.DeadLetter(m, err)
+			h.stats.dead.Add(1)
+			continue
+		}
+		if _, seen := byID[id]; seen {
+			dups++
+		} else {
+			ids = append(ids, id)
+		}
+		byID[id] = append(byID[id], m)
+	}
+	if len(ids) > 0 {
+		if err := h.sync(ctx, b, ids, byID); err != nil {
+			return err
+		}
+	}
+	h.stats.batches.Add(1)
+	h.stats.messages.Add(int64(len(b.Messages)))
+	h.stats.dups.Add(dups)
+	return nil
+}
+
+func (h *Handler) sync(ctx context.Context, b *redstream.Batch, ids []string, byID map[string][]redstream.Message) error {
+	docs, err := h.loader.Load(ctx, ids)
+	if err != nil {
+		return err
+	}
+	found := make(map[string]Document, len(docs))
+	for _, d := range docs {
+		found[d.ID] = d
+	}
+	var delVer int64
+	var delHasVer bool
+	if tl, ok := h.loader.(*TableLoader); ok && len(found) < len(ids) {
+		if delVer, delHasVer, err = tl.deleteVersion(ctx); err != nil {
+			return err
+		}
+	}
+	ops := make([]*op, 0, len(ids))
+	for _, id := range ids {
+		o := &op{id: id}
+		if d, ok := found[id]; ok {
+			o.delete, o.source, o.routing = d.Deleted, d.Source, d.Routing
+			o.version, o.hasVer = d.Version, d.HasVersion
+		} else {
+			o.delete = true
+			o.version, o.hasVer = delVer, delHasVer
+		}
+		if err := o.encode(h.opts.Index, h.opts.Pipeline); err != nil {
+			h.deadLetter(b, byID[id], &ItemError{ID: id, Type: "invalid_document", Reason: err.Error()})
+			continue
+		}
+		ops = append(ops, o)
+	}
+
+	backoff := h.opts.RetryBackoff
+	for attempt := 0; len(ops) > 0; attempt++ {
+		outcomes, itemErrs, err := h.send(ctx, ops)
+		if err != nil {
+			return err
+		}
+		var again []*op
+		for i, o := range ops {
+			switch outcomes[i] {
+			case retryable:
+				again = append(again, o)
+			case rejected:
+				h.deadLetter(b, byID[o.id], itemErrs[i])
+			}
+		}
+		if len(again) == 0 {
+			return nil
+		}
+		if attempt >= h.opts.MaxItemRetries {
+			return fmt.Errorf("elastic: %d documents still refused (429/5xx) after %d resends", len(again), attempt)
+		}
+		h.stats.retried.Add(int64(len(again)))
+		// Full jitter over [backoff/2, backoff].
+		d := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(d):
+		}
+		backoff = min(2*backoff, h.opts.MaxRetryBackoff)
+		ops = again
+	}
+	return nil
+}
+
+func (h *Handler) deadLetter(b *redstream.Batch, msgs []redstream.Message, err *ItemError) {
+	h.log.Warn("elastic: dead-lettering a document Elasticsearch rejected",
+		"id", err.ID, "status", err.Status, "type", err.Type, "reason", err.Reason)
+	for _, m := range msgs {
+		b.DeadLetter(m, err)
+		h.stats.dead.Add(1)
+	}
+}

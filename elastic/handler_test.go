@@ -1,0 +1,464 @@
+package elastic_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/redis/go-redis/v9"
+	"gorm.io/gorm"
+
+	"github.com/redstream-go/redstream"
+	"github.com/redstream-go/redstream/elastic"
+	"github.com/redstream-go/redstream/elastic/estest"
+	"github.com/redstream-go/redstream/internal/testenv"
+)
+
+// target returns a client for the cluster at ELASTICSEARCH_URL when set,
+// else for a fresh test server (also returned, for fault injection).
+func target(t *testing.T) (*elasticsearch.Client, *estest.Server) {
+	t.Helper()
+	if url := os.Getenv("ELASTICSEARCH_URL"); url != "" {
+		es, err := elasticsearch.NewClient(elasticsearch.Config{
+			Addresses: []string{url},
+			Username:  os.Getenv("ELASTICSEARCH_USERNAME"),
+			Password:  os.Getenv("ELASTICSEARCH_PASSWORD"),
+			APIKey:    os.Getenv("ELASTICSEARCH_API_KEY"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return es, nil
+	}
+	srv := estest.New(t)
+	return srv.Client(t), srv
+}
+
+// needServer skips a test that injects faults when it runs against a real
+// cluster, which cannot be made to fail on demand.
+func needServer(t *testing.T, srv *estest.Server) {
+	t.Helper()
+	if srv == nil {
+		t.Skip("needs the test server's fault injection")
+	}
+}
+
+// Product is the synced model.
+type Product struct {
+	ID        int64
+	Title     string
+	Price     int
+	UpdatedAt time.Time
+	DeletedAt gorm.DeletedAt
+}
+
+type setup struct {
+	db    *gorm.DB
+	rdb   *redis.Client
+	ns    string
+	keys  redstream.Keys
+	es    *elasticsearch.Client
+	srv   *estest.Server
+	index string
+}
+
+func newSetup(t *testing.T) *setup {
+	t.Helper()
+	rdb, ns := testenv.Redis(t)
+	db := testenv.GORM(t, nil)
+	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
+	must(t, db.Use(redstream.NewPlugin(p)))
+	must(t, db.AutoMigrate(&Product{}))
+	es, srv := target(t)
+	index := "t-" + strings.ToLower(ns)
+	t.Cleanup(func() {
+		if res, err := es.Indices.Delete([]string{index}); err == nil {
+			res.Body.Close()
+		}
+	})
+	return &setup{db: db, rdb: rdb, ns: ns, keys: p.Keys(), es: es, srv: srv, index: index}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sqlDB returns the setup's database handle.
+func (s *setup) sqlDB(t *testing.T) *sql.DB {
+	t.Helper()
+	db, err := s.db.DB()
+	must(t, err)
+	return db
+}
+
+// run starts a consumer with h on "products" and stops it at cleanup.
+func (s *setup) run(t *testing.T, h redstream.Handler) *redstream.Consumer {
+	t.Helper()
+	c, err := redstream.NewConsumer(s.rdb, "products", "indexer", h, &redstream.ConsumerOptions{
+		Namespace: s.ns, Block: 100 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+	})
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := c.Run(ctx); err != nil {
+			t.Errorf("consumer: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return c
+}
+
+// doc reads a document with GET _doc (realtime).
+func doc(t *testing.T, es *elasticsearch.Client, index, id string) (src map[string]any, version int64, found bool) {
+	t.Helper()
+	res, err := es.Get(index, id)
+	// Under an injected storm the test's own reads are refused too: retry.
+	for i := 0; err == nil && res.StatusCode == http.StatusTooManyRequests && i < 100; i++ {
+		res.Body.Close()
+		time.Sleep(10 * time.Millisecond)
+		res, err = es.Get(index, id)
+	}
+	must(t, err)
+	defer res.Body.Close()
+	if res.StatusCode == http.StatusNotFound {
+		return nil, 0, false
+	}
+	if res.IsError() {
+		b, _ := io.ReadAll(res.Body)
+		t.Fatalf("get %s/%s: %s", index, id, b)
+	}
+	var r struct {
+		Found   bool           `json:"found"`
+		Version int64          `json:"_version"`
+		Source  map[string]any `json:"_source"`
+	}
+	must(t, json.NewDecoder(res.Body).Decode(&r))
+	return r.Source, r.Version, r.Found
+}
+
+// eventually polls cond until it holds or 10 s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func titleIs(t *testing.T, s *setup, id, title string) func() bool {
+	return func() bool {
+		src, _, found := doc(t, s.es, s.index, id)
+		return found && src["title"] == title
+	}
+}
+
+func absent(t *testing.T, s *setup, id string) func() bool {
+	return func() bool { _, _, found := doc(t, s.es, s.index, id); return !found }
+}
+
+// TestEndToEnd: GORM plugin → Consumer → Handler → index, for create,
+// update, soft delete, hard delete and rollback.
+func TestEndToEnd(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	loader, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{
+		Table: "products", SoftDeleteColumn: "deleted_at",
+	})
+	must(t, err)
+	h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index})
+	must(t, err)
+	s.run(t, h)
+
+	a, b, c := Product{Title: "a", Price: 1}, Product{Title: "b", Price: 2}, Product{Title: "c", Price: 3}
+	must(t, s.db.Create(&[]*Product{&a, &b, &c}).Error)
+	eventually(t, "created documents", func() bool {
+		return titleIs(t, s, "1", "a")() && titleIs(t, s, "2", "b")() && titleIs(t, s, "3", "c")()
+	})
+	src, _, _ := doc(t, s.es, s.index, "1")
+	if src["price"] != float64(1) || src["id"] != float64(1) {
+		t.Errorf("document 1 = %v, want the row as JSON", src)
+	}
+
+	must(t, s.db.Model(&a).Update("title", "a2").Error)
+	eventually(t, "updated document", titleIs(t, s, "1", "a2"))
+
+	must(t, s.db.Delete(&b).Error) // soft delete
+	eventually(t, "soft-deleted document removed", absent(t, s, "2"))
+
+	must(t, s.db.Unscoped().Delete(&c).Error)
+	eventually(t, "deleted document removed", absent(t, s, "3"))
+
+	_ = s.db.Transaction(func(tx *gorm.DB) error {
+		must(t, tx.Create(&Product{ID: 99, Title: "rolled back"}).Error)
+		return errors.New("rollback")
+	})
+	// A marker written after the rollback: once it is indexed, the
+	// rolled-back write would have been too.
+	must(t, s.db.Create(&Product{ID: 100, Title: "marker"}).Error)
+	eventually(t, "marker", titleIs(t, s, "100", "marker"))
+	if _, _, found := doc(t, s.es, s.index, "99"); found {
+		t.Error("rolled-back row was indexed")
+	}
+	if st := h.Stats(); st.Indexed < 5 || st.Deleted < 2 || st.DeadLettered != 0 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+// Test429Storm: whole requests and single items answered 429 end with every
+// document correct.
+func Test429Storm(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	needServer(t, s.srv)
+	loader, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{Table: "products"})
+	must(t, err)
+	h, err := elastic.NewHandler(s.es, loader, &elastic.Options{
+		Index: s.index, RetryBackoff: 5 * time.Millisecond, MaxRetryBackoff: 20 * time.Millisecond, MaxBulkBytes: 400,
+	})
+	must(t, err)
+	rows := make([]Product, 50)
+	for i := range rows {
+		rows[i].Title = fmt.Sprint("p", i+1)
+	}
+	s.srv.RejectNext(3)
+	for _, id := range []string{"3", "17", "42"} {
+		s.srv.FailItem(s.index, id, http.StatusTooManyRequests, "es_rejected_execution_exception",
+			"rejected execution of coordinating operation", 4)
+	}
+	s.srv.FailItem(s.index, "8", http.StatusServiceUnavailable, "unavailable_shards_exception", "primary shard is not active", 2)
+	must(t, s.db.Create(&rows).Error)
+	s.run(t, h)
+	eventually(t, "every document correct", func() bool {
+		for i := range rows {
+			if id := fmt.Sprint(i + 1); !titleIs(t, s, id, "p"+id)() {
+				return false
+			}
+		}
+		return true
+	})
+	if st := h.Stats(); st.Retried == 0 || st.DeadLettered != 0 || st.Requests < 2 {
+		t.Errorf("stats = %+v, want retries, several requests and nothing dead-lettered", st)
+	}
+}
+
+// TextPrice stores its price as text, so one row can break the index's
+// long mapping.
+type TextPrice struct {
+	ID    int64
+	Price string
+}
+
+// TestMappingErrorDeadLetters: a document the index rejects is
+// dead-lettered with its reason and the rest of the stream goes on.
+func TestMappingErrorDeadLetters(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	must(t, s.db.AutoMigrate(&TextPrice{}))
+	res, err := s.es.Indices.Create(s.index, s.es.Indices.Create.WithBody(strings.NewReader(
+		`{"mappings":{"properties":{"price":{"type":"long"}}}}`)))
+	must(t, err)
+	res.Body.Close()
+	if res.IsError() {
+		t.Fatalf("create index: %s", res)
+	}
+	loader, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{Table: "text_prices"})
+	must(t, err)
+	h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index})
+	must(t, err)
+	c, err := redstream.NewConsumer(s.rdb, "text_prices", "indexer", h, &redstream.ConsumerOptions{
+		Namespace: s.ns, Block: 100 * time.Millisecond,
+	})
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	must(t, s.db.Create(&[]TextPrice{{Price: "12"}, {Price: "abc"}, {Price: "7"}}).Error)
+	must(t, s.db.Create(&TextPrice{Price: "9"}).Error) // a later batch still flows
+	eventually(t, "later documents", func() bool {
+		_, _, f4 := doc(t, s.es, s.index, "4")
+		return f4
+	})
+	for _, id := range []string{"1", "3", "4"} {
+		if _, _, found := doc(t, s.es, s.index, id); !found {
+			t.Errorf("document %s not indexed", id)
+		}
+	}
+	if _, _, found := doc(t, s.es, s.index, "2"); found {
+		t.Error("poison document indexed")
+	}
+	dlq := s.keys.DeadLetter("text_prices", "indexer")
+	eventually(t, "dead letter", func() bool { return s.rdb.XLen(ctx, dlq).Val() == 1 })
+	entries, err := s.rdb.XRange(ctx, dlq, "-", "+").Result()
+	must(t, err)
+	e := entries[0].Values
+	if e["payload"] != `{"id":2}` || !strings.Contains(fmt.Sprint(e["error"]), "400") ||
+		!strings.Contains(fmt.Sprint(e["error"]), "parsing_exception") {
+		t.Errorf("dead letter = %v", e)
+	}
+	if st := h.Stats(); st.DeadLettered != 1 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+// TestVersioning: with a version column, an older state never overwrites
+// a newer one.
+func TestVersioning(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	var mu sync.Mutex
+	state := elastic.Document{ID: "1", Source: json.RawMessage(`{"title":"new"}`), Version: 5, HasVersion: true}
+	loader := elastic.LoaderFunc(func(ctx context.Context, ids []string) ([]elastic.Document, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return []elastic.Document{state}, nil
+	})
+	h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index})
+	must(t, err)
+	batch := func() *redstream.Batch {
+		return &redstream.Batch{Stream: "products", Messages: []redstream.Message{{
+			ID: redstream.MustParseID("1-0"), Stream: "products", Payload: json.RawMessage(`{"id":1}`),
+		}}}
+	}
+	ctx := context.Background()
+	must(t, h.HandleBatch(ctx, batch()))
+	// A stale reader (a deposed worker, a slow replica) comes later with
+	// an older state.
+	mu.Lock()
+	state = elastic.Document{ID: "1", Source: json.RawMessage(`{"title":"old"}`), Version: 3, HasVersion: true}
+	mu.Unlock()
+	must(t, h.HandleBatch(ctx, batch()))
+	src, version, found := doc(t, s.es, s.index, "1")
+	if !found || src["title"] != "new" || version != 5 {
+		t.Errorf("document = %v version %d, want the newer state (version 5)", src, version)
+	}
+	if st := h.Stats(); st.Conflicts != 1 {
+		t.Errorf("stats = %+v, want one conflict", st)
+	}
+	// The same version again is accepted (replays are idempotent).
+	mu.Lock()
+	state = elastic.Document{ID: "1", Source: json.RawMessage(`{"title":"new"}`), Version: 5, HasVersion: true}
+	mu.Unlock()
+	must(t, h.HandleBatch(ctx, batch()))
+	if st := h.Stats(); st.Conflicts != 1 {
+		t.Errorf("stats = %+v, replay of an equal version must not conflict", st)
+	}
+}
+
+// TestVersionColumn: the table loader reads versions from updated_at, and
+// deletes hard-deleted rows with the database clock as version.
+func TestVersionColumn(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	loader, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{
+		Table: "products", SoftDeleteColumn: "deleted_at", VersionColumn: "updated_at",
+	})
+	must(t, err)
+	h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index})
+	must(t, err)
+	s.run(t, h)
+	p := Product{Title: "v1"}
+	must(t, s.db.Create(&p).Error)
+	eventually(t, "v1", titleIs(t, s, "1", "v1"))
+	_, version, _ := doc(t, s.es, s.index, "1")
+	if want := p.UpdatedAt.UnixMicro(); version != want {
+		t.Errorf("version = %d, want updated_at in microseconds %d", version, want)
+	}
+	must(t, s.db.Model(&p).Update("title", "v2").Error)
+	eventually(t, "v2", titleIs(t, s, "1", "v2"))
+	must(t, s.db.Unscoped().Delete(&p).Error)
+	eventually(t, "deleted", absent(t, s, "1"))
+}
+
+func TestMessageID(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		payload, want string
+		ok            bool
+	}{
+		{`{"id":1}`, "1", true},
+		{`{"id":18446744073709551615}`, "18446744073709551615", true},
+		{`{"id":-4}`, "-4", true},
+		{`{"id":"a-uuid"}`, "a-uuid", true},
+		{`{"id":1.5}`, "", false},
+		{`{"id":[1,"x"]}`, "", false},
+		{`{"id":null}`, "", false},
+		{`{"id":""}`, "", false},
+		{`{"other":1}`, "", false},
+		{`[1]`, "", false},
+	} {
+		got, err := elastic.MessageID([]byte(tc.payload))
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("MessageID(%s) = %q, %v; want %q ok=%v", tc.payload, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+// TestBulkSplitting: a batch larger than MaxBulkBytes goes out in several
+// requests.
+func TestBulkSplitting(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	loader, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{
+		Table: "products", Columns: []string{"id", "title"},
+	})
+	must(t, err)
+	h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index, MaxBulkBytes: 300, Concurrency: 3})
+	must(t, err)
+	rows := make([]Product, 40)
+	for i := range rows {
+		rows[i].Title = fmt.Sprint("p", i+1)
+	}
+	must(t, s.db.Create(&rows).Error)
+	s.run(t, h)
+	eventually(t, "all documents", func() bool { return titleIs(t, s, "40", "p40")() && titleIs(t, s, "1", "p1")() })
+	src, _, _ := doc(t, s.es, s.index, "1")
+	if _, ok := src["price"]; ok {
+		t.Errorf("document has column price, want only id and title: %v", src)
+	}
+	if st := h.Stats(); st.Requests < 5 {
+		t.Errorf("requests = %d, want several", st.Requests)
+	}
+}
+
+// TestNewHandlerErrors: missing options are errors, not panics.
+func TestNewHandlerErrors(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	loader := elastic.LoaderFunc(func(context.Context, []string) ([]elastic.Document, error) { return nil, nil })
+	if _, err := elastic.NewHandler(s.es, loader, nil); err == nil {
+		t.Error("nil options accepted")
+	}
+	if _, err := elastic.NewHandler(s.es, nil, &elastic.Options{Index: "x"}); err == nil {
+		t.Error("nil loader accepted")
+	}
+	if _, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{Table: "nope"}); err == nil ||
+		!strings.Contains(err.Error(), "nope") {
+		t.Errorf("missing table: %v", err)
+	}
+	if _, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{
+		Table: "products", VersionColumn: "title",
+	}); err == nil || !strings.Contains(err.Error(), "version column") {
+		t.Errorf("text version column: %v", err)
+	}
+}

@@ -1,0 +1,229 @@
+package elastic
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Document is the state of one record to write to the index.
+type Document struct {
+	// ID is the record's primary key as text: the document's _id.
+	ID string
+	// Source is the document body (a JSON object). Ignored when Deleted.
+	Source json.RawMessage
+	// Deleted makes the document a delete (a soft-deleted row).
+	Deleted bool
+	// Version, when HasVersion, is sent with version_type=external_gte, so
+	// that an older state never overwrites a newer one.
+	Version    int64
+	HasVersion bool
+	// Routing, when not empty, routes the document to a shard.
+	Routing string
+}
+
+// Loader loads the current state of the records with the given ids (as
+// text). A record it returns no Document for is deleted from the index.
+// Loaders are called concurrently only if the caller does so.
+type Loader interface {
+	Load(ctx context.Context, ids []string) ([]Document, error)
+}
+
+// LoaderFunc adapts a function to a Loader.
+type LoaderFunc func(ctx context.Context, ids []string) ([]Document, error)
+
+// Load implements Loader.
+func (f LoaderFunc) Load(ctx context.Context, ids []string) ([]Document, error) { return f(ctx, ids) }
+
+var _ Loader = LoaderFunc(nil)
+
+// TableOptions describe how to read documents from one PostgreSQL table.
+type TableOptions struct {
+	// Table is the table name, optionally schema-qualified ("app.products").
+	// Required unless Query is set.
+	Table string
+	// PrimaryKey is the key column. Default: "id".
+	PrimaryKey string
+	// Columns, when set, limits the document to these columns. Default: the
+	// whole row (row_to_json).
+	Columns []string
+	// Query, when set, replaces the generated query. It receives the ids as
+	// $1, a text[] array, and returns one row per found record with the
+	// columns "id" (text) and "doc" (json, jsonb or text), and optionally
+	// "version" (bigint), "deleted" (bool) and "routing" (text). Example:
+	//
+	//	SELECT p.id::text AS id, json_build_object('title', p.title, 'tags', array_agg(t.name)) AS doc
+	//	FROM products p LEFT JOIN tags t ON t.product_id = p.id
+	//	WHERE p.id = ANY($1::bigint[]) GROUP BY p.id
+	Query string
+	// SoftDeleteColumn, when set, turns rows where that column is not NULL
+	// into deletes (e.g. "deleted_at"). Default: none.
+	SoftDeleteColumn string
+	// VersionColumn, when set, enables stale-write protection: documents are
+	// written with version_type=external_gte and the column's value as
+	// version — integers as they are, timestamps in microseconds since the
+	// Unix epoch. A hard-deleted row is then deleted with the database's
+	// current time as version (timestamp columns only), so that a late,
+	// older write cannot bring it back while the index keeps the tombstone
+	// (index.gc_deletes, 60 s by default). Default: none.
+	VersionColumn string
+	// RoutingColumn, when set, routes each document by that column.
+	// Default: none.
+	RoutingColumn string
+}
+
+// TableLoader is a Loader reading one PostgreSQL table, one query per call
+// (WHERE pk = ANY($1)). It is safe for concurrent use.
+type TableLoader struct {
+	db        *sql.DB
+	query     string
+	custom    bool
+	tsVersion bool // the version column is a timestamp
+}
+
+// NewTableLoader prepares a TableLoader: it checks that the table and
+// columns exist and reads their types.
+func NewTableLoader(ctx context.Context, db *sql.DB, opts TableOptions) (*TableLoader, error) {
+	if opts.Query != "" {
+		return &TableLoader{db: db, query: opts.Query, custom: true}, nil
+	}
+	if opts.Table == "" {
+		return nil, errors.New("elastic: TableOptions needs Table or Query")
+	}
+	if opts.PrimaryKey == "" {
+		opts.PrimaryKey = "id"
+	}
+	table := pgx.Identifier(strings.Split(opts.Table, ".")).Sanitize()
+	colType := func(col string) (string, error) {
+		var typ string
+		err := db.QueryRowContext(ctx, `SELECT format_type(a.atttypid, a.atttypmod)
+			FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped`,
+			table, col).Scan(&typ)
+		if errors.Is(err, sql.ErrNoRows) {
+			return "", fmt.Errorf("elastic: table %s has no column %q (or does not exist)", opts.Table, col)
+		}
+		if err != nil {
+			return "", fmt.Errorf("elastic: read the type of %s.%s: %w", opts.Table, col, err)
+		}
+		return typ, nil
+	}
+	pkType, err := colType(opts.PrimaryKey)
+	if err != nil {
+		return nil, err
+	}
+	q := func(col string) string { return "t." + pgx.Identifier{col}.Sanitize() }
+	doc := "row_to_json(t)::text"
+	if len(opts.Columns) > 0 {
+		cols := make([]string, len(opts.Columns))
+		for i, c := range opts.Columns {
+			if _, err := colType(c); err != nil {
+				return nil, err
+			}
+			cols[i] = q(c)
+		}
+		doc = "(SELECT row_to_json(x)::text FROM (SELECT " + strings.Join(cols, ", ") + ") x)"
+	}
+	sel := []string{q(opts.PrimaryKey) + "::text AS id", doc + " AS doc"}
+	l := &TableLoader{db: db}
+	if opts.SoftDeleteColumn != "" {
+		if _, err := colType(opts.SoftDeleteColumn); err != nil {
+			return nil, err
+		}
+		sel = append(sel, "("+q(opts.SoftDeleteColumn)+" IS NOT NULL) AS deleted")
+	}
+	if opts.VersionColumn != "" {
+		typ, err := colType(opts.VersionColumn)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case strings.HasPrefix(typ, "timestamp"):
+			l.tsVersion = true
+			sel = append(sel, "(extract(epoch FROM "+q(opts.VersionColumn)+") * 1000000)::bigint AS version")
+		case typ == "bigint" || typ == "integer" || typ == "smallint" || strings.HasPrefix(typ, "numeric"):
+			sel = append(sel, q(opts.VersionColumn)+"::bigint AS version")
+		default:
+			return nil, fmt.Errorf("elastic: version column %s.%s has type %s; want an integer or a timestamp",
+				opts.Table, opts.VersionColumn, typ)
+		}
+	}
+	if opts.RoutingColumn != "" {
+		if _, err := colType(opts.RoutingColumn); err != nil {
+			return nil, err
+		}
+		sel = append(sel, q(opts.RoutingColumn)+"::text AS routing")
+	}
+	l.query = "SELECT " + strings.Join(sel, ", ") + " FROM " + table + " t WHERE " +
+		q(opts.PrimaryKey) + " = ANY($1::text[]::" + pkType + "[])"
+	return l, nil
+}
+
+// Load implements Loader.
+func (l *TableLoader) Load(ctx context.Context, ids []string) ([]Document, error) {
+	rows, err := l.db.QueryContext(ctx, l.query, ids)
+	if err != nil {
+		return nil, fmt.Errorf("elastic: load rows: %w", err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, fmt.Errorf("elastic: load rows: %w", err)
+	}
+	docs := make([]Document, 0, len(ids))
+	for rows.Next() {
+		var (
+			d       Document
+			src     sql.RawBytes
+			version sql.NullInt64
+			deleted sql.NullBool
+			routing sql.NullString
+		)
+		dest := make([]any, len(cols))
+		for i, c := range cols {
+			switch c {
+			case "id":
+				dest[i] = &d.ID
+			case "doc":
+				dest[i] = &src
+			case "version":
+				dest[i] = &version
+			case "deleted":
+				dest[i] = &deleted
+			case "routing":
+				dest[i] = &routing
+			default:
+				dest[i] = new(any)
+			}
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("elastic: scan row: %w", err)
+		}
+		d.Source = json.RawMessage(append([]byte(nil), src...))
+		d.Version, d.HasVersion = version.Int64, version.Valid
+		d.Deleted = deleted.Bool
+		d.Routing = routing.String
+		docs = append(docs, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("elastic: load rows: %w", err)
+	}
+	return docs, nil
+}
+
+// deleteVersion returns the version to delete a hard-deleted row with: the
+// database's clock in microseconds when versions are timestamps.
+func (l *TableLoader) deleteVersion(ctx context.Context) (int64, bool, error) {
+	if !l.tsVersion {
+		return 0, false, nil
+	}
+	var v int64
+	if err := l.db.QueryRowContext(ctx, "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint").Scan(&v); err != nil {
+		return 0, false, fmt.Errorf("elastic: read the database clock: %w", err)
+	}
+	return v, true, nil
+}
