@@ -243,8 +243,24 @@ func (h *Handler) sendOne(ctx context.Context, ops []*op, outcomes []outcome, it
 		b, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
 		return &RequestError{Status: res.StatusCode, Body: string(b)}
 	}
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		return fmt.Errorf("elastic: read bulk response: %w", err)
+	}
+	if allSucceeded(raw) {
+		// Every item succeeded: no need to decode a thousand items.
+		for i, o := range ops {
+			outcomes[i] = done
+			if o.delete {
+				h.stats.deleted.Add(1)
+			} else {
+				h.stats.indexed.Add(1)
+			}
+		}
+		return nil
+	}
 	var br bulkResponse
-	if err := json.NewDecoder(res.Body).Decode(&br); err != nil {
+	if err := json.Unmarshal(raw, &br); err != nil {
 		return fmt.Errorf("elastic: decode bulk response: %w", err)
 	}
 	if len(br.Items) != len(ops) {
@@ -286,6 +302,39 @@ func (h *Handler) classify(o *op, it bulkItem) (outcome, *ItemError) {
 		}
 		return rejected, e
 	}
+}
+
+// allSucceeded reports whether a bulk response says "errors": false, read
+// from its leading keys (Elasticsearch 8 writes "errors" first) without
+// decoding the items. Anything unexpected returns false, and the caller
+// decodes the whole response.
+func allSucceeded(raw []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return false
+	}
+	for range 3 { // errors, took, items in some order: look at the first few keys
+		t, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		key, ok := t.(string)
+		if !ok {
+			return false
+		}
+		if key == "items" {
+			return false
+		}
+		v, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if key == "errors" {
+			b, ok := v.(bool)
+			return ok && !b
+		}
+	}
+	return false
 }
 
 var errNoID = errors.New(`payload has no "id" that is a number or a string`)

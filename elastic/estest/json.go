@@ -643,13 +643,56 @@ func writeSlice(b *bytes.Buffer, vs []any) {
 	b.WriteByte(']')
 }
 
+// writeString writes s as a JSON string the way Jackson does: control
+// characters, quotes and backslashes escaped, and (unlike encoding/json) no
+// HTML escaping of <, > and &. Invalid UTF-8 becomes U+FFFD.
 func writeString(b *bytes.Buffer, s string) {
-	raw, _ := json.Marshal(s)
-	// encoding/json escapes <, > and & for HTML; Jackson does not.
-	raw = bytes.ReplaceAll(raw, []byte(`\u003c`), []byte("<"))
-	raw = bytes.ReplaceAll(raw, []byte(`\u003e`), []byte(">"))
-	raw = bytes.ReplaceAll(raw, []byte(`\u0026`), []byte("&"))
-	b.Write(raw)
+	const hex = "0123456789abcdef"
+	b.WriteByte('"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r != utf8.RuneError || size != 1 {
+				i += size
+				continue
+			}
+			b.WriteString(s[start:i])
+			b.WriteString(`\ufffd`)
+			i++
+			start = i
+			continue
+		}
+		b.WriteString(s[start:i])
+		switch c {
+		case '"', '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case '\t':
+			b.WriteString(`\t`)
+		case '\b':
+			b.WriteString(`\b`)
+		case '\f':
+			b.WriteString(`\f`)
+		default:
+			b.WriteString(`\u00`)
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&0xf])
+		}
+		i++
+		start = i
+	}
+	b.WriteString(s[start:])
+	b.WriteByte('"')
 }
 
 // formatDouble prints a float the way a JSON client reads it back exactly.

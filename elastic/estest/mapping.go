@@ -466,13 +466,13 @@ func (dp *docParser) field(key string, v any, p pos, prefix string, props map[st
 		if f == nil {
 			return nil
 		}
-		if dp.mutate {
-			props[key] = f
-			dp.changed = true
-		} else {
-			// not mapped yet: not indexed
+		dp.changed = true
+		if !dp.mutate {
+			// Not mapped yet, so not indexed by this pass; changed tells
+			// the caller that a mutating pass would add it.
 			return nil
 		}
+		props[key] = f
 	}
 	return dp.value(f, key, path, v, p, dynamic)
 }

@@ -597,13 +597,21 @@ func (h *Handler) execIndex(ix *index, op *writeOp, source []byte, parsed *objec
 	}
 	// Parse against the mapping first: dynamic mapping updates are applied
 	// (and kept) before the engine checks versions, as in IndexShard.
-	m := ix.mapping.clone()
-	fields, changed, perr := parseDocument(m, parsed, op.id, true)
+	// A first pass against the live mapping, changing nothing, suffices
+	// when every field is mapped; only a document that brings new fields
+	// pays for a copy of the mapping, which a failed document must not
+	// change.
+	fields, changed, perr := parseDocument(ix.mapping, parsed, op.id, false)
 	if perr != nil {
 		res.err = perr
 		return
 	}
 	if changed {
+		m := ix.mapping.clone()
+		if fields, _, perr = parseDocument(m, parsed, op.id, true); perr != nil {
+			res.err = perr
+			return
+		}
 		ix.mapping = m
 	}
 	cur := ix.get(op.id, now)
