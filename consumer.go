@@ -79,6 +79,19 @@ func (b *Batch) DeadLetter(m Message, err error) {
 	b.dead[m.ID] = err
 }
 
+// DeadLettered returns a copy of the messages marked with DeadLetter so
+// far, by id, with their reasons. It lets code that drives a Handler
+// outside a Consumer (a backfill, a verification) see what was rejected.
+func (b *Batch) DeadLettered() map[ID]error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[ID]error, len(b.dead))
+	for id, err := range b.dead {
+		out[id] = err
+	}
+	return out
+}
+
 func (b *Batch) takeDead() map[ID]error {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -11,8 +11,9 @@ package redstream
 //	<base>:lock:<lockname>.notify         a lock's release signal
 //
 // where <base> is "redstream", or "<namespace>:redstream" when a namespace is
-// set. Dead-letter streams, which the Ruby gem does not have, follow the same
-// pattern: <base>:dlq:<stream>:<consumer>.
+// set. Dead-letter streams and backfill cursors, which the Ruby gem does not
+// have, follow the same pattern: <base>:dlq:<stream>:<consumer> and
+// <base>:backfill:<stream>:<index>.
 //
 // In Redis Cluster, wrap stream names in braces ("{products}"): every key of
 // one stream then carries the same hash tag and lands in one slot, which the
@@ -63,6 +64,12 @@ func (k Keys) Notify(lockname string) string { return k.Lock(lockname) + ".notif
 // DeadLetter returns the key of the dead-letter stream of consumer on stream.
 func (k Keys) DeadLetter(stream, consumer string) string {
 	return k.prefix() + ":dlq:" + stream + ":" + consumer
+}
+
+// Backfill returns the key holding the cursor (the last primary key
+// finished) of an interrupted backfill of stream into index.
+func (k Keys) Backfill(stream, index string) string {
+	return k.prefix() + ":backfill:" + stream + ":" + index
 }
 
 // DelayStream returns the name of the delay stream of the stream name.

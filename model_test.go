@@ -25,6 +25,7 @@ func TestKeysLayout(t *testing.T) {
 		{redstream.NewKeys("app").Notify(redstream.TrimmerLockName("products")), "app:redstream:lock:trimmer:products.notify"},
 		{redstream.NewKeys("app").DeadLetter("products", "indexer"), "app:redstream:dlq:products:indexer"},
 		{redstream.NewKeys("").Stream("{products}"), "redstream:stream:{products}"},
+		{redstream.NewKeys("app").Backfill("products", "products_v2"), "app:redstream:backfill:products:products_v2"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("key = %q, want %q", tc.got, tc.want)

@@ -462,3 +462,23 @@ func TestNewHandlerErrors(t *testing.T) {
 		t.Errorf("text version column: %v", err)
 	}
 }
+
+// TestHandleBatchDirect: a Handler driven without a Consumer reports what
+// it dead-lettered through Batch.DeadLettered.
+func TestHandleBatchDirect(t *testing.T) {
+	t.Parallel()
+	es, _ := target(t)
+	index := "t-direct-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
+	loader := elastic.LoaderFunc(func(context.Context, []string) ([]elastic.Document, error) { return nil, nil })
+	h, err := elastic.NewHandler(es, loader, &elastic.Options{Index: index})
+	must(t, err)
+	bad := redstream.Message{ID: redstream.MustParseID("5-0"), Payload: json.RawMessage(`{"sku":"x"}`)}
+	b := &redstream.Batch{Stream: "products", Messages: []redstream.Message{
+		bad, {ID: redstream.MustParseID("5-1"), Payload: json.RawMessage(`{"id":1}`)},
+	}}
+	must(t, h.HandleBatch(context.Background(), b))
+	dead := b.DeadLettered()
+	if len(dead) != 1 || dead[bad.ID] == nil || !strings.Contains(dead[bad.ID].Error(), `"id"`) {
+		t.Errorf("dead-lettered = %v, want the message without an id", dead)
+	}
+}

@@ -1,0 +1,582 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/redstream-go/redstream"
+)
+
+// Defaults of the configuration. testdata/redstream.example.yaml documents
+// every field; keep the two in step (TestExampleDocumentsEveryField).
+const (
+	defaultPrimaryKey      = "id"
+	defaultConsumer        = "indexer"
+	defaultDelay           = 5 * time.Minute
+	defaultListen          = ":9187"
+	defaultStallTimeout    = 2 * time.Minute
+	defaultShutdownTimeout = 30 * time.Second
+	defaultESMaxRetries    = 5
+	defaultLogLevel        = "info"
+	defaultLogFormat       = "text"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Redis         RedisConfig    `yaml:"redis"`
+	Database      DatabaseConfig `yaml:"database"`
+	Elasticsearch ESConfig       `yaml:"elasticsearch"`
+	Worker        WorkerConfig   `yaml:"worker"`
+	Log           LogConfig      `yaml:"log"`
+	Streams       []StreamConfig `yaml:"streams"`
+
+	dir string // directory of the config file; relative paths resolve against it
+}
+
+// RedisConfig selects the Redis deployment: exactly one of URL, Cluster and
+// Sentinel.
+type RedisConfig struct {
+	URL       string         `yaml:"url"`
+	Cluster   ClusterConfig  `yaml:"cluster"`
+	Sentinel  SentinelConfig `yaml:"sentinel"`
+	Namespace string         `yaml:"namespace"`
+	Username  string         `yaml:"username"`
+	Password  string         `yaml:"password"`
+	PoolSize  int            `yaml:"pool_size"`
+	TLS       TLSConfig      `yaml:"tls"`
+}
+
+// ClusterConfig lists the seed nodes of a Redis Cluster.
+type ClusterConfig struct {
+	Addrs []string `yaml:"addrs"`
+}
+
+// SentinelConfig locates a master through Redis Sentinel.
+type SentinelConfig struct {
+	Master   string   `yaml:"master"`
+	Addrs    []string `yaml:"addrs"`
+	Username string   `yaml:"username"`
+	Password string   `yaml:"password"`
+	DB       int      `yaml:"db"`
+}
+
+// TLSConfig configures TLS to Redis.
+type TLSConfig struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// DatabaseConfig locates PostgreSQL.
+type DatabaseConfig struct {
+	URL          string `yaml:"url"`
+	MaxOpenConns int    `yaml:"max_open_conns"`
+}
+
+// ESConfig locates Elasticsearch.
+type ESConfig struct {
+	URLs               []string `yaml:"urls"`
+	Username           string   `yaml:"username"`
+	Password           string   `yaml:"password"`
+	APIKey             string   `yaml:"api_key"`
+	CAFile             string   `yaml:"ca_file"`
+	InsecureSkipVerify bool     `yaml:"insecure_skip_verify"`
+	MaxRetries         int      `yaml:"max_retries"`
+	Refresh            string   `yaml:"refresh"`
+}
+
+// WorkerConfig configures `redstream worker`.
+type WorkerConfig struct {
+	Listen          string `yaml:"listen"`
+	StallTimeout    string `yaml:"stall_timeout"`
+	ShutdownTimeout string `yaml:"shutdown_timeout"`
+	LockTTL         string `yaml:"lock_ttl"`
+
+	stallTimeout, shutdownTimeout, lockTTL time.Duration
+}
+
+// LogConfig configures the log lines on stderr.
+type LogConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// StreamConfig is one synced table.
+type StreamConfig struct {
+	Name             string         `yaml:"name"`
+	Table            string         `yaml:"table"`
+	PrimaryKey       string         `yaml:"primary_key"`
+	Index            string         `yaml:"index"`
+	Mapping          string         `yaml:"mapping"`
+	Pipeline         string         `yaml:"pipeline"`
+	Document         DocumentConfig `yaml:"document"`
+	SoftDeleteColumn string         `yaml:"soft_delete_column"`
+	VersionColumn    string         `yaml:"version_column"`
+	RoutingColumn    string         `yaml:"routing_column"`
+	Consumer         string         `yaml:"consumer"`
+	TrimConsumers    []string       `yaml:"trim_consumers"`
+	BatchSize        int            `yaml:"batch_size"`
+	MaxBulkBytes     int            `yaml:"max_bulk_bytes"`
+	Concurrency      int            `yaml:"concurrency"`
+	Delay            string         `yaml:"delay"`
+	TrimInterval     string         `yaml:"trim_interval"`
+	Shards           int            `yaml:"shards"`
+
+	delay, trimInterval time.Duration
+	mapping             []byte // the mapping file's content, when set
+}
+
+// DocumentConfig chooses what a document holds: the whole row (the
+// default), some columns, or the result of a query.
+type DocumentConfig struct {
+	Columns []string `yaml:"columns"`
+	Query   string   `yaml:"query"`
+}
+
+// Streams returns the names of the Redis streams of s: the name itself, or
+// "<name>-0" … "<name>-<shards-1>" (redstream.ShardName's names).
+func (s *StreamConfig) Streams() []string {
+	if s.Shards < 2 {
+		return []string{s.Name}
+	}
+	names := make([]string, s.Shards)
+	for i := range names {
+		names[i] = s.Name + "-" + strconv.Itoa(i)
+	}
+	return names
+}
+
+// ConfigError lists what is wrong with a configuration, one "field: problem"
+// per line.
+type ConfigError struct {
+	File     string
+	Problems []string
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid config %s:", e.File)
+	for _, p := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// loadConfig reads, overrides from the environment, defaults and validates
+// the configuration file at path. Every error it returns is a *ConfigError.
+func loadConfig(path string, getenv func(string) string) (*Config, error) {
+	if path == "" {
+		return nil, &ConfigError{File: "(none)", Problems: []string{"--config: required (or set REDSTREAM_CONFIG)"}}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{File: path, Problems: []string{err.Error()}}
+	}
+	cfg, err := parseConfig(data)
+	if err != nil {
+		return nil, &ConfigError{File: path, Problems: []string{err.Error()}}
+	}
+	cfg.dir = filepath.Dir(path)
+	cfg.applyEnv(getenv)
+	if problems := cfg.validate(); len(problems) > 0 {
+		return nil, &ConfigError{File: path, Problems: problems}
+	}
+	return cfg, nil
+}
+
+// parseConfig decodes YAML, refusing unknown fields and trailing documents.
+func parseConfig(data []byte) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var cfg Config
+	if err := dec.Decode(&cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("the file is empty")
+		}
+		return nil, errors.New(yamlMessage(err))
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("more than one YAML document")
+	}
+	return &cfg, nil
+}
+
+var unknownField = regexp.MustCompile(`field (\S+) not found in type main\.(\w+)`)
+
+// sections names the configuration types in yamlMessage's rewrite.
+var sections = map[string]string{
+	"Config": "the top level", "RedisConfig": "redis", "ClusterConfig": "redis.cluster",
+	"SentinelConfig": "redis.sentinel", "TLSConfig": "redis.tls", "DatabaseConfig": "database",
+	"ESConfig": "elasticsearch", "WorkerConfig": "worker", "LogConfig": "log",
+	"StreamConfig": "a stream", "DocumentConfig": "a stream's document",
+}
+
+// yamlMessage rewrites yaml.v3's errors for people: "line 7: field tabel
+// not found in type main.StreamConfig" becomes "line 7: unknown field
+// "tabel" in a stream".
+func yamlMessage(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
+	msg = unknownField.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := unknownField.FindStringSubmatch(m)
+		return fmt.Sprintf("unknown field %q in %s", sub[1], sections[sub[2]])
+	})
+	lines := strings.Split(msg, "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	return strings.Join(lines, "; ")
+}
+
+// applyEnv lets the environment override the file: DATABASE_URL,
+// REDIS_URL (which replaces cluster and sentinel settings), REDIS_PASSWORD,
+// ELASTICSEARCH_URL (comma-separated), ELASTICSEARCH_USERNAME,
+// ELASTICSEARCH_PASSWORD and ELASTICSEARCH_API_KEY.
+func (c *Config) applyEnv(getenv func(string) string) {
+	if v := getenv("DATABASE_URL"); v != "" {
+		c.Database.URL = v
+	}
+	if v := getenv("REDIS_URL"); v != "" {
+		c.Redis.URL = v
+		c.Redis.Cluster = ClusterConfig{}
+		c.Redis.Sentinel = SentinelConfig{}
+	}
+	if v := getenv("REDIS_PASSWORD"); v != "" {
+		c.Redis.Password = v
+	}
+	if v := getenv("ELASTICSEARCH_URL"); v != "" {
+		c.Elasticsearch.URLs = nil
+		for u := range strings.SplitSeq(v, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				c.Elasticsearch.URLs = append(c.Elasticsearch.URLs, u)
+			}
+		}
+	}
+	if v := getenv("ELASTICSEARCH_API_KEY"); v != "" {
+		c.Elasticsearch.APIKey = v
+		c.Elasticsearch.Username, c.Elasticsearch.Password = "", ""
+	}
+	if v := getenv("ELASTICSEARCH_USERNAME"); v != "" {
+		c.Elasticsearch.Username = v
+		c.Elasticsearch.APIKey = ""
+	}
+	if v := getenv("ELASTICSEARCH_PASSWORD"); v != "" {
+		c.Elasticsearch.Password = v
+	}
+}
+
+// validate fills defaults and returns every problem as "field: problem".
+func (c *Config) validate() []string {
+	var p problems
+
+	r := &c.Redis
+	modes := 0
+	if r.URL != "" {
+		modes++
+		if _, err := redis.ParseURL(r.URL); err != nil {
+			p.add("redis.url", "%v", err)
+		}
+	}
+	if len(r.Cluster.Addrs) > 0 {
+		modes++
+		p.addrs("redis.cluster.addrs", r.Cluster.Addrs)
+	}
+	if r.Sentinel.Master != "" || len(r.Sentinel.Addrs) > 0 {
+		modes++
+		if r.Sentinel.Master == "" {
+			p.add("redis.sentinel.master", "required with redis.sentinel.addrs")
+		}
+		if len(r.Sentinel.Addrs) == 0 {
+			p.add("redis.sentinel.addrs", "required with redis.sentinel.master")
+		}
+		p.addrs("redis.sentinel.addrs", r.Sentinel.Addrs)
+		if r.Sentinel.DB < 0 {
+			p.add("redis.sentinel.db", "must not be negative")
+		}
+	}
+	switch {
+	case modes == 0:
+		p.add("redis", "set one of url, cluster.addrs or sentinel (or REDIS_URL)")
+	case modes > 1:
+		p.add("redis", "url, cluster and sentinel exclude each other; set one")
+	}
+	if strings.ContainsAny(r.Namespace, " \t\r\n") {
+		p.add("redis.namespace", "must not contain white space")
+	}
+	if r.PoolSize < 0 {
+		p.add("redis.pool_size", "must not be negative")
+	}
+	if (r.TLS.CertFile == "") != (r.TLS.KeyFile == "") {
+		p.add("redis.tls", "cert_file and key_file go together")
+	}
+	p.file("redis.tls.ca_file", c.path(&r.TLS.CAFile))
+	p.file("redis.tls.cert_file", c.path(&r.TLS.CertFile))
+	p.file("redis.tls.key_file", c.path(&r.TLS.KeyFile))
+
+	if c.Database.URL == "" {
+		p.add("database.url", "required (or set DATABASE_URL)")
+	}
+	if c.Database.MaxOpenConns < 0 {
+		p.add("database.max_open_conns", "must not be negative")
+	}
+
+	es := &c.Elasticsearch
+	if len(es.URLs) == 0 {
+		p.add("elasticsearch.urls", "required (or set ELASTICSEARCH_URL)")
+	}
+	for i, u := range es.URLs {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			p.add(fmt.Sprintf("elasticsearch.urls[%d]", i), "%q is not an http(s) URL", u)
+		}
+	}
+	if es.APIKey != "" && es.Username != "" {
+		p.add("elasticsearch.api_key", "excludes username/password; use one")
+	}
+	if es.Password != "" && es.Username == "" {
+		p.add("elasticsearch.password", "needs username")
+	}
+	p.file("elasticsearch.ca_file", c.path(&es.CAFile))
+	if es.MaxRetries < 0 {
+		p.add("elasticsearch.max_retries", "must not be negative")
+	} else if es.MaxRetries == 0 {
+		es.MaxRetries = defaultESMaxRetries
+	}
+	switch es.Refresh {
+	case "", "false", "true", "wait_for":
+	default:
+		p.add("elasticsearch.refresh", "must be true, false or wait_for, not %q", es.Refresh)
+	}
+
+	w := &c.Worker
+	if w.Listen == "" {
+		w.Listen = defaultListen
+	}
+	w.stallTimeout = p.duration("worker.stall_timeout", w.StallTimeout, defaultStallTimeout)
+	w.shutdownTimeout = p.duration("worker.shutdown_timeout", w.ShutdownTimeout, defaultShutdownTimeout)
+	w.lockTTL = p.duration("worker.lock_ttl", w.LockTTL, redstream.DefaultLockTTL)
+	if w.LockTTL != "" && w.lockTTL < 10*time.Millisecond {
+		p.add("worker.lock_ttl", "must be at least 10ms")
+	}
+
+	if c.Log.Level == "" {
+		c.Log.Level = defaultLogLevel
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		p.add("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = defaultLogFormat
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		p.add("log.format", "must be text or json, not %q", c.Log.Format)
+	}
+
+	if len(c.Streams) == 0 {
+		p.add("streams", "at least one stream is required")
+	}
+	seen := map[string]string{} // Redis stream name -> field that claimed it
+	for i := range c.Streams {
+		c.validateStream(&p, fmt.Sprintf("streams[%d]", i), &c.Streams[i], seen)
+	}
+	return p.list
+}
+
+func (c *Config) validateStream(p *problems, f string, s *StreamConfig, seen map[string]string) {
+	switch {
+	case s.Name == "":
+		p.add(f+".name", "required")
+	case strings.ContainsAny(s.Name, " \t\r\n*?[]"):
+		p.add(f+".name", "must not contain white space or glob characters")
+	case strings.HasSuffix(s.Name, ".delay"):
+		p.add(f+".name", "must not end in .delay (the delay stream's suffix)")
+	}
+	if s.Shards < 0 {
+		p.add(f+".shards", "must not be negative")
+	}
+	if s.Name != "" && s.Shards >= 0 {
+		for _, name := range s.Streams() {
+			if other, dup := seen[name]; dup {
+				p.add(f+".name", "stream %q is also %s", name, other)
+				continue
+			}
+			seen[name] = f
+		}
+	}
+	if s.Table == "" {
+		p.add(f+".table", "required")
+	}
+	if s.PrimaryKey == "" {
+		s.PrimaryKey = defaultPrimaryKey
+	}
+	if msg := indexNameProblem(s.Index); msg != "" {
+		p.add(f+".index", "%s", msg)
+	}
+	if s.Mapping != "" {
+		path := c.path(&s.Mapping)
+		data, err := os.ReadFile(path)
+		switch {
+		case err != nil:
+			p.add(f+".mapping", "%v", err)
+		case !json.Valid(data) || !bytes.HasPrefix(bytes.TrimSpace(data), []byte("{")):
+			p.add(f+".mapping", "%s is not a JSON object", path)
+		default:
+			s.mapping = data
+		}
+	}
+	d := &s.Document
+	if len(d.Columns) > 0 && d.Query != "" {
+		p.add(f+".document", "columns and query exclude each other")
+	}
+	for j, col := range d.Columns {
+		if col == "" {
+			p.add(fmt.Sprintf("%s.document.columns[%d]", f, j), "empty column name")
+		}
+	}
+	if d.Query != "" {
+		if !strings.Contains(d.Query, "$1") {
+			p.add(f+".document.query", "must use $1, the array of ids")
+		}
+		for _, x := range []struct{ field, value, column string }{
+			{"soft_delete_column", s.SoftDeleteColumn, "deleted"},
+			{"version_column", s.VersionColumn, "version"},
+			{"routing_column", s.RoutingColumn, "routing"},
+		} {
+			if x.value != "" {
+				p.add(f+"."+x.field, "not used with document.query: return a %q column from the query instead", x.column)
+			}
+		}
+	}
+	if s.Consumer == "" {
+		s.Consumer = defaultConsumer
+	}
+	if len(s.TrimConsumers) == 0 {
+		s.TrimConsumers = []string{s.Consumer}
+	}
+	names := map[string]bool{}
+	for j, n := range s.TrimConsumers {
+		switch {
+		case n == "":
+			p.add(fmt.Sprintf("%s.trim_consumers[%d]", f, j), "empty consumer name")
+		case names[n]:
+			p.add(fmt.Sprintf("%s.trim_consumers[%d]", f, j), "%q listed twice", n)
+		}
+		names[n] = true
+	}
+	if !names[s.Consumer] {
+		p.add(f+".trim_consumers", "must include the stream's consumer %q, or the trimmer would delete messages it has not read", s.Consumer)
+	}
+	p.nonNegative(f+".batch_size", s.BatchSize)
+	p.nonNegative(f+".max_bulk_bytes", s.MaxBulkBytes)
+	p.nonNegative(f+".concurrency", s.Concurrency)
+	s.delay = p.duration(f+".delay", s.Delay, defaultDelay)
+	s.trimInterval = p.duration(f+".trim_interval", s.TrimInterval, redstream.DefaultTrimInterval)
+	if s.TrimInterval != "" && s.trimInterval == 0 {
+		p.add(f+".trim_interval", "must be positive")
+	}
+}
+
+// indexNameProblem returns why name is not a valid Elasticsearch index or
+// alias name, or "".
+func indexNameProblem(name string) string {
+	switch {
+	case name == "":
+		return "required"
+	case name != strings.ToLower(name):
+		return "must be lower case"
+	case strings.ContainsAny(name, `\/*?"<>| ,#:`):
+		return `must not contain \ / * ? " < > | space , # or :`
+	case strings.IndexAny(name[:1], "-_+") == 0:
+		return "must not start with -, _ or +"
+	case name == "." || name == "..":
+		return "must not be . or .."
+	case len(name) > 255:
+		return "longer than 255 bytes"
+	}
+	return ""
+}
+
+// path resolves *p against the config file's directory, in place, and
+// returns it.
+func (c *Config) path(p *string) string {
+	if *p != "" && !filepath.IsAbs(*p) && c.dir != "" {
+		*p = filepath.Join(c.dir, *p)
+	}
+	return *p
+}
+
+// problems collects validation messages.
+type problems struct{ list []string }
+
+func (p *problems) add(field, format string, a ...any) {
+	p.list = append(p.list, field+": "+fmt.Sprintf(format, a...))
+}
+
+// duration parses a Go duration ("30s", "5m"); empty means def.
+func (p *problems) duration(field, v string, def time.Duration) time.Duration {
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		p.add(field, "%q is not a duration (like 30s or 5m)", v)
+	case d < 0:
+		p.add(field, "must not be negative")
+	}
+	return d
+}
+
+func (p *problems) nonNegative(field string, v int) {
+	if v < 0 {
+		p.add(field, "must not be negative")
+	}
+}
+
+func (p *problems) addrs(field string, addrs []string) {
+	for i, a := range addrs {
+		if _, port, err := splitHostPort(a); err != nil || port == "" {
+			p.add(fmt.Sprintf("%s[%d]", field, i), "%q is not host:port", a)
+		}
+	}
+}
+
+func (p *problems) file(field, path string) {
+	if path == "" {
+		return
+	}
+	if _, err := os.Stat(path); err != nil {
+		p.add(field, "%v", err)
+	}
+}
+
+func splitHostPort(a string) (string, string, error) {
+	i := strings.LastIndexByte(a, ':')
+	if i < 0 {
+		return "", "", errors.New("missing port")
+	}
+	if _, err := strconv.ParseUint(a[i+1:], 10, 16); err != nil {
+		return "", "", err
+	}
+	return a[:i], a[i+1:], nil
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8"
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+	"github.com/redis/go-redis/v9"
+)
+
+// connectTimeout bounds the first contact with each service.
+const connectTimeout = 10 * time.Second
+
+// newLogger returns the logger the configuration asks for, writing to w.
+func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Level)) // validated
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// newRedis returns a client for the configured deployment and checks that
+// it answers. poolMin is the least pool size the caller needs (the worker
+// keeps connections for blocking reads).
+func newRedis(ctx context.Context, cfg RedisConfig, poolMin int) (redis.UniversalClient, error) {
+	tlsCfg, err := redisTLS(cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	pool := max(cfg.PoolSize, poolMin)
+	var rdb redis.UniversalClient
+	switch {
+	case cfg.URL != "":
+		o, err := redis.ParseURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("redis.url: %w", err)
+		}
+		if cfg.Username != "" {
+			o.Username = cfg.Username
+		}
+		if cfg.Password != "" {
+			o.Password = cfg.Password
+		}
+		if tlsCfg != nil {
+			o.TLSConfig = tlsCfg
+		}
+		if pool > o.PoolSize {
+			o.PoolSize = pool
+		}
+		rdb = redis.NewClient(o)
+	case len(cfg.Cluster.Addrs) > 0:
+		o := &redis.ClusterOptions{Addrs: cfg.Cluster.Addrs, Username: cfg.Username, Password: cfg.Password, TLSConfig: tlsCfg}
+		if pool > 0 {
+			o.PoolSize = pool
+		}
+		rdb = redis.NewClusterClient(o)
+	default:
+		s := cfg.Sentinel
+		o := &redis.FailoverOptions{
+			MasterName: s.Master, SentinelAddrs: s.Addrs,
+			SentinelUsername: s.Username, SentinelPassword: s.Password,
+			Username: cfg.Username, Password: cfg.Password, DB: s.DB, TLSConfig: tlsCfg,
+		}
+		if pool > 0 {
+			o.PoolSize = pool
+		}
+		rdb = redis.NewFailoverClient(o)
+	}
+	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		_ = rdb.Close()
+		return nil, fmt.Errorf("connect to Redis: %w", err)
+	}
+	return rdb, nil
+}
+
+func redisTLS(cfg TLSConfig) (*tls.Config, error) {
+	if !cfg.Enabled && cfg.CAFile == "" && cfg.CertFile == "" {
+		return nil, nil
+	}
+	t := &tls.Config{ServerName: cfg.ServerName, InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if cfg.CAFile != "" {
+		pool, err := certPool(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("redis.tls.ca_file: %w", err)
+		}
+		t.RootCAs = pool
+	}
+	if cfg.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("redis.tls: %w", err)
+		}
+		t.Certificates = []tls.Certificate{cert}
+	}
+	return t, nil
+}
+
+func certPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+// newDB opens PostgreSQL and checks that it answers.
+func newDB(ctx context.Context, cfg DatabaseConfig) (*sql.DB, error) {
+	db, err := sql.Open("pgx", cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("database.url: %w", err)
+	}
+	if cfg.MaxOpenConns > 0 {
+		db.SetMaxOpenConns(cfg.MaxOpenConns)
+	}
+	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	return db, nil
+}
+
+// newES returns an Elasticsearch client that retries 429 and 502-504 with
+// exponential backoff and jitter, and checks that the cluster answers.
+func newES(ctx context.Context, cfg ESConfig) (*elasticsearch.Client, error) {
+	c := elasticsearch.Config{
+		Addresses:     cfg.URLs,
+		Username:      cfg.Username,
+		Password:      cfg.Password,
+		APIKey:        cfg.APIKey,
+		RetryOnStatus: []int{http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout},
+		MaxRetries:    cfg.MaxRetries,
+		RetryBackoff:  esBackoff,
+	}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("elasticsearch.ca_file: %w", err)
+		}
+		c.CACert = pem
+	}
+	if cfg.InsecureSkipVerify {
+		c.Transport = &http.Transport{
+			Proxy:           http.ProxyFromEnvironment,
+			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // asked for in the config
+		}
+	}
+	es, err := elasticsearch.NewClient(c)
+	if err != nil {
+		return nil, fmt.Errorf("elasticsearch: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	res, err := es.Info(es.Info.WithContext(pctx))
+	if err != nil {
+		return nil, fmt.Errorf("connect to Elasticsearch: %w", err)
+	}
+	defer res.Body.Close()
+	if res.IsError() {
+		return nil, fmt.Errorf("connect to Elasticsearch: %s", res.Status())
+	}
+	return es, nil
+}
+
+// esBackoff is the pause before the client's attempt-th retry: 100ms
+// doubling up to 10s, with jitter over its upper half.
+func esBackoff(attempt int) time.Duration {
+	d := min(100*time.Millisecond<<min(attempt-1, 10), 10*time.Second)
+	return d/2 + rand.N(d/2+1)
+}
+
+// services bundles the connections a subcommand opened.
+type services struct {
+	rdb redis.UniversalClient
+	db  *sql.DB
+	es  *elasticsearch.Client
+}
+
+// need says which services a subcommand connects to.
+type need struct{ redis, db, es bool }
+
+func connect(ctx context.Context, cfg *Config, n need, poolMin int) (*services, error) {
+	s := &services{}
+	var err error
+	if n.redis {
+		if s.rdb, err = newRedis(ctx, cfg.Redis, poolMin); err != nil {
+			return nil, err
+		}
+	}
+	if n.db {
+		if s.db, err = newDB(ctx, cfg.Database); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
+	if n.es {
+		if s.es, err = newES(ctx, cfg.Elasticsearch); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *services) close() {
+	var errs []error
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
+	if s.db != nil {
+		errs = append(errs, s.db.Close())
+	}
+	_ = errors.Join(errs...)
+}

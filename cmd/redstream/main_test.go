@@ -1,0 +1,237 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// bin is the redstream binary the tests run, built once by TestMain.
+var bin string
+
+// TestMain builds the binary as a user gets it, runs the tests, and fails
+// the run when a test leaves a goroutine behind.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "redstream-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "redstream")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build redstream:", err)
+		os.Exit(1)
+	}
+	code := 0
+	func() {
+		defer os.RemoveAll(dir)
+		defer func() {
+			if err := goleak.Find(goleak.IgnoreTopFunction("gorm.io/gorm/internal/lru.NewLRU[...].func1")); err != nil && code == 0 {
+				fmt.Fprintln(os.Stderr, "goleak:", err)
+				code = 1
+			}
+		}()
+		code = m.Run()
+	}()
+	os.Exit(code)
+}
+
+// syncBuffer is a bytes.Buffer safe for a process to write while a test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// testEnv returns the process environment with the service variables set
+// to vars (and every other redstream/Elasticsearch variable removed).
+func testEnv(vars map[string]string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "ELASTICSEARCH_") || strings.HasPrefix(k, "REDSTREAM_") ||
+			k == "DATABASE_URL" || k == "REDIS_URL" || k == "REDIS_PASSWORD" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// result is a finished run of the binary.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runBin runs the binary to completion with args and vars.
+func runBin(t *testing.T, vars map[string]string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = testEnv(vars)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("run redstream %v: %v", args, err)
+	}
+	return result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// process is a running binary.
+type process struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   chan struct{}
+	err    error
+}
+
+// startBin starts the binary with args and vars; the test kills it on
+// cleanup if it still runs.
+func startBin(t *testing.T, vars map[string]string, args ...string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(bin, args...), stderr: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Env = testEnv(vars)
+	p.cmd.Stdout, p.cmd.Stderr = p.stderr, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start redstream %v: %v", args, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("redstream %v output:\n%s", args, p.stderr.String())
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and waits for the exit, failing the test when the
+// process has not exited within a generous deadline.
+func (p *process) stop(t *testing.T) int {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(time.Minute):
+		t.Fatalf("redstream did not exit within a minute of SIGTERM; output:\n%s", p.stderr.String())
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// eventually polls cond until it holds, failing the test at the deadline.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// freeAddr returns a loopback address with a port that was free a moment
+// ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// httpGet returns the status and body of GET url, or 0 when it fails.
+func httpGet(url string) (int, string) {
+	res, err := http.Get(url)
+	if err != nil {
+		return 0, ""
+	}
+	defer res.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(res.Body)
+	return res.StatusCode, b.String()
+}
+
+func TestUsageAndVersion(t *testing.T) {
+	t.Parallel()
+	if r := runBin(t, nil); r.code != exitUsage || !strings.Contains(r.stderr, "Usage: redstream") {
+		t.Errorf("no command: exit %d, stderr %q; want %d and the usage", r.code, r.stderr, exitUsage)
+	}
+	if r := runBin(t, nil, "frobnicate"); r.code != exitUsage || !strings.Contains(r.stderr, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := runBin(t, nil, "version"); r.code != 0 || !strings.HasPrefix(r.stdout, "redstream ") {
+		t.Errorf("version: exit %d, stdout %q", r.code, r.stdout)
+	}
+	if r := runBin(t, nil, "worker", "--no-such-flag"); r.code != exitUsage {
+		t.Errorf("bad flag: exit %d, want %d", r.code, exitUsage)
+	}
+}
+
+func TestBadConfigExits2(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := writeFile(t, dir, "bad.yaml", validConfig+validStream+"  - name: orders\n    index: orders\n")
+	for _, cmd := range []string{"worker", "status"} {
+		r := runBin(t, nil, cmd, "--config", path)
+		if r.code != exitUsage {
+			t.Errorf("%s: exit code %d, want %d; stderr %q", cmd, r.code, exitUsage, r.stderr)
+		}
+		if !strings.Contains(r.stderr, "streams[1].table: required") {
+			t.Errorf("%s: stderr %q does not name streams[1].table", cmd, r.stderr)
+		}
+	}
+	r := runBin(t, map[string]string{"REDSTREAM_CONFIG": path}, "worker")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "streams[1].table: required") {
+		t.Errorf("REDSTREAM_CONFIG: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := runBin(t, nil, "worker"); r.code != exitUsage || !strings.Contains(r.stderr, "--config: required") {
+		t.Errorf("no config: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/redstream-go/redstream"
+	"github.com/redstream-go/redstream/elastic"
+)
+
+// workerSet is everything one worker process runs.
+type workerSet struct {
+	streams []*streamWorkers
+}
+
+// streamWorkers are the workers of one configured stream: per shard stream
+// a consumer, a delayer and a trimmer, all sharing one Elasticsearch
+// handler.
+type streamWorkers struct {
+	cfg       *StreamConfig
+	handler   *elastic.Handler
+	shards    []string
+	consumers []*redstream.Consumer
+	delayers  []*redstream.Delayer
+	trimmers  []*redstream.Trimmer
+}
+
+func runWorker(ctx context.Context, e *env, args []string) int {
+	fs := e.flagSet("worker", "--config FILE [--listen ADDR]")
+	path := e.configFlag(fs)
+	listen := fs.String("listen", "", "HTTP `address` for /metrics, /healthz and /readyz (overrides worker.listen)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	cfg, code, ok := e.loadConfig(*path)
+	if !ok {
+		return code
+	}
+	if *listen != "" {
+		cfg.Worker.Listen = *listen
+	}
+	log := newLogger(cfg.Log, e.stderr)
+	if err := worker(ctx, cfg, log); err != nil {
+		log.ErrorContext(ctx, "redstream: worker failed", "error", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// worker runs until ctx ends (then stops within worker.shutdown_timeout)
+// or a worker fails for good.
+func worker(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	nstreams := 0
+	for i := range cfg.Streams {
+		nstreams += len(cfg.Streams[i].Streams())
+	}
+	// Each consumer and delayer keeps a connection for its blocking reads.
+	svc, err := connect(ctx, cfg, need{redis: true, db: true, es: true}, 2*nstreams+10)
+	if err != nil {
+		return err
+	}
+	defer svc.close()
+
+	m := newMetrics(svc.rdb, redstream.NewKeys(cfg.Redis.Namespace))
+	ws, err := buildWorkers(ctx, cfg, svc, log, m.timed)
+	if err != nil {
+		return err
+	}
+	m.watch(ws)
+	health := newHealth(ws, cfg.Worker.stallTimeout)
+
+	ln, err := net.Listen("tcp", cfg.Worker.Listen)
+	if err != nil {
+		return fmt.Errorf("worker.listen: %w", err)
+	}
+	var ready atomic.Bool
+	srv := &http.Server{Handler: httpHandler(m, health, &ready), ReadHeaderTimeout: 10 * time.Second}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	g.Go(func() error { health.run(gctx); return nil })
+	n := 0
+	for _, sw := range ws.streams {
+		for i := range sw.shards {
+			c, d, t := sw.consumers[i], sw.delayers[i], sw.trimmers[i]
+			g.Go(func() error { return c.Run(gctx) })
+			g.Go(func() error { return d.Run(gctx) })
+			g.Go(func() error { return t.Run(gctx) })
+			n++
+		}
+	}
+	ready.Store(true)
+	log.InfoContext(ctx, "redstream: worker started", "streams", n, "listen", ln.Addr().String(), "version", buildVersion())
+
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	select {
+	case err := <-done:
+		ready.Store(false)
+		return err
+	case <-ctx.Done():
+	}
+	ready.Store(false)
+	log.InfoContext(ctx, "redstream: stopping", "timeout", cfg.Worker.shutdownTimeout)
+	t := time.NewTimer(cfg.Worker.shutdownTimeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			return err
+		}
+		log.InfoContext(ctx, "redstream: stopped")
+		return nil
+	case <-t.C:
+		// Leases not released expire after worker.lock_ttl.
+		return fmt.Errorf("workers did not stop within worker.shutdown_timeout (%v)", cfg.Worker.shutdownTimeout)
+	}
+}
+
+// buildWorkers prepares the indexes and creates every worker; wrap, when
+// not nil, wraps each consumer's handler. Nothing runs yet.
+func buildWorkers(ctx context.Context, cfg *Config, svc *services, log *slog.Logger,
+	wrap func(h redstream.Handler, stream, consumer string) redstream.Handler) (*workerSet, error) {
+	ns := cfg.Redis.Namespace
+	ttl := cfg.Worker.lockTTL
+	ws := &workerSet{}
+	for i := range cfg.Streams {
+		s := &cfg.Streams[i]
+		field := fmt.Sprintf("streams[%d]", i)
+		if err := ensureIndex(ctx, svc.es, s); err != nil {
+			return nil, fmt.Errorf("%s.index %s: %w", field, s.Index, err)
+		}
+		h, err := newHandler(ctx, svc, cfg, s, log)
+		if err != nil {
+			return nil, fmt.Errorf("%s (table %s): %w", field, s.Table, err)
+		}
+		sw := &streamWorkers{cfg: s, handler: h, shards: s.Streams()}
+		for _, name := range sw.shards {
+			var ch redstream.Handler = h
+			if wrap != nil {
+				ch = wrap(h, name, s.Consumer)
+			}
+			c, err := redstream.NewConsumer(svc.rdb, name, s.Consumer, ch, &redstream.ConsumerOptions{
+				Namespace: ns, BatchSize: s.BatchSize, LockTTL: ttl, Logger: log,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", field, err)
+			}
+			d, err := redstream.NewDelayer(svc.rdb, name, s.delay, &redstream.DelayerOptions{
+				Namespace: ns, BatchSize: s.BatchSize, LockTTL: ttl, Logger: log,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", field, err)
+			}
+			t, err := redstream.NewTrimmer(svc.rdb, name, s.TrimConsumers, &redstream.TrimmerOptions{
+				Namespace: ns, Interval: s.trimInterval, LockTTL: ttl, Logger: log,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", field, err)
+			}
+			sw.consumers = append(sw.consumers, c)
+			sw.delayers = append(sw.delayers, d)
+			sw.trimmers = append(sw.trimmers, t)
+		}
+		ws.streams = append(ws.streams, sw)
+	}
+	return ws, nil
+}
+
+// newHandler returns the Elasticsearch handler of stream s.
+func newHandler(ctx context.Context, svc *services, cfg *Config, s *StreamConfig, log *slog.Logger) (*elastic.Handler, error) {
+	loader, err := newLoader(ctx, svc, s)
+	if err != nil {
+		return nil, err
+	}
+	return elastic.NewHandler(svc.es, loader, &elastic.Options{
+		Index:        s.Index,
+		Pipeline:     s.Pipeline,
+		MaxBulkBytes: s.MaxBulkBytes,
+		Concurrency:  s.Concurrency,
+		Refresh:      cfg.Elasticsearch.Refresh,
+		Logger:       log,
+	})
+}
+
+func newLoader(ctx context.Context, svc *services, s *StreamConfig) (*elastic.TableLoader, error) {
+	return elastic.NewTableLoader(ctx, svc.db, elastic.TableOptions{
+		Table:            s.Table,
+		PrimaryKey:       s.PrimaryKey,
+		Columns:          s.Document.Columns,
+		Query:            s.Document.Query,
+		SoftDeleteColumn: s.SoftDeleteColumn,
+		VersionColumn:    s.VersionColumn,
+		RoutingColumn:    s.RoutingColumn,
+	})
+}
+
+// ensureIndex creates the stream's index with its mapping file when the
+// index (or an alias of that name) does not exist. Without a mapping file
+// it does nothing: Elasticsearch creates the index on the first write.
+func ensureIndex(ctx context.Context, es *elasticsearch.Client, s *StreamConfig) error {
+	if s.mapping == nil {
+		return nil
+	}
+	res, err := es.Indices.Exists([]string{s.Index}, es.Indices.Exists.WithContext(ctx))
+	if err != nil {
+		return err
+	}
+	res.Body.Close()
+	switch res.StatusCode {
+	case http.StatusOK:
+		return nil
+	case http.StatusNotFound:
+	default:
+		return fmt.Errorf("check whether it exists: %s", res.Status())
+	}
+	res, err = es.Indices.Create(s.Index, es.Indices.Create.WithBody(bytes.NewReader(s.mapping)), es.Indices.Create.WithContext(ctx))
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.IsError() {
+		body := readBody(res.Body)
+		if strings.Contains(body, "resource_already_exists_exception") {
+			return nil // another worker created it first
+		}
+		return fmt.Errorf("create with %s: %s %s", s.Mapping, res.Status(), body)
+	}
+	return nil
+}
