@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redstream-go/redstream"
@@ -66,9 +67,29 @@ func BenchmarkSync(b *testing.B) {
 	}
 	lastID := redstream.MustParseID(last[0].ID)
 	run := 0
-	for b.Loop() {
-		run++
-		h, err := elastic.NewHandler(es, loader, &elastic.Options{Index: fmt.Sprint("bench-", run)})
+	for _, cfg := range []struct {
+		name        string
+		bytes, conc int
+	}{
+		{"bulk=default", 0, 0},
+	} {
+		b.Run(cfg.name, func(b *testing.B) {
+			for b.Loop() {
+				run++
+				syncOnce(b, rdb, ns, es, loader, lastID, run, cfg.bytes, cfg.conc)
+			}
+			b.ReportMetric(float64(benchRows*b.N)/b.Elapsed().Seconds(), "msg/s")
+		})
+	}
+}
+
+func syncOnce(b *testing.B, rdb *redis.Client, ns string, es *elasticsearch.Client, loader elastic.Loader,
+	lastID redstream.ID, run, maxBytes, concurrency int) {
+	ctx := context.Background()
+	{
+		h, err := elastic.NewHandler(es, loader, &elastic.Options{
+			Index: fmt.Sprint("bench-", run), MaxBulkBytes: maxBytes, Concurrency: concurrency,
+		})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -92,7 +113,6 @@ func BenchmarkSync(b *testing.B) {
 			b.Fatalf("indexed %d, want %d", st.Indexed, benchRows)
 		}
 	}
-	b.ReportMetric(float64(benchRows*b.N)/b.Elapsed().Seconds(), "msg/s")
 }
 
 // BenchmarkSyncRawLimit is the same work with no framework: XRANGE pages of
