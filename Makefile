@@ -26,7 +26,7 @@ export DATABASE_URL REDIS_URL
 # make test-es reads ELASTICSEARCH_URL from the environment or the command
 # line (make test-es ELASTICSEARCH_URL=...), which make passes on by itself.
 
-.PHONY: test test-es services vet fmt fmt-check lint bench
+.PHONY: test test-es services vet fmt fmt-check lint bench demo
 
 test: services vet fmt-check lint
 	$(GO) test $(TEST_FLAGS) ./...
@@ -71,3 +71,8 @@ BENCHSTAT = $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9
 bench: services
 	$(GO) test -run '^$$' -bench '$(BENCH)' -count $(BENCH_COUNT) -timeout 60m ./... | tee bench.out
 	$(BENCHSTAT) bench.out
+
+# The products example synced by the worker for DEMO_SECONDS (default 20),
+# then a few documents and the verify result; see scripts/demo.sh.
+demo:
+	@bash scripts/demo.sh

@@ -144,6 +144,10 @@ type ConsumerOptions struct {
 	// Default: DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 
+	// Holder names this consumer's lease holder (see LeaseOptions.Holder).
+	// Default: DefaultHolder().
+	Holder string
+
 	// Logger receives the consumer's log lines; repeated errors are
 	// logged at most once a minute, and a recovery once.
 	// Default: slog.Default().
@@ -272,7 +276,7 @@ func NewConsumer(rdb redis.UniversalClient, stream, name string, h Handler, opts
 		log:    log,
 	}
 	c.max = max(c.max, c.min)
-	c.lease = newLeaser(rdb, keys, ConsumerLockName(stream, name), ttl, log)
+	c.lease = newLeaser(rdb, keys, ConsumerLockName(stream, name), ttl, log).withHolder(o.Holder)
 	return c, nil
 }
 

@@ -42,6 +42,10 @@ type DelayerOptions struct {
 	// between the two shifts the delay. Default: time.Now.
 	Now func() time.Time
 
+	// Holder names this delayer's lease holder (see LeaseOptions.Holder).
+	// Default: DefaultHolder().
+	Holder string
+
 	// Logger receives the delayer's log lines. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -153,7 +157,7 @@ func NewDelayer(rdb redis.UniversalClient, stream string, delay time.Duration, o
 		d.now = time.Now
 	}
 	d.max = max(d.max, d.min)
-	d.lease = newLeaser(rdb, keys, ConsumerLockName(delayStream, DelayerName), ttl, log)
+	d.lease = newLeaser(rdb, keys, ConsumerLockName(delayStream, DelayerName), ttl, log).withHolder(o.Holder)
 	return d, nil
 }
 

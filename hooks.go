@@ -253,12 +253,14 @@ func (pl *Plugin) capture(db *gorm.DB) {
 // publish writes the main-stream messages of committed entries; a failure
 // is logged and counted, never returned, as the data is committed.
 func (pl *Plugin) publish(ctx context.Context, entries []entry) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pl.producer.opts.PublishTimeout)
-	defer cancel()
-	if err := pl.producer.write(ctx, false, entries, len(entries)); err != nil {
-		pl.producer.log.ErrorContext(ctx, "redstream: main-stream write after commit failed; the Delayer will deliver these messages",
-			"messages", len(entries), "error", err)
+	p := pl.producer
+	if p.opts.AsyncPublish {
+		p.publishAsync(context.WithoutCancel(ctx), entries)
+		return
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.PublishTimeout)
+	defer cancel()
+	p.publishNow(ctx, entries)
 }
 
 func (pl *Plugin) uncaptured(db *gorm.DB) {

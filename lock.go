@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,9 +68,42 @@ type LeaseOptions struct {
 	// the last successful refresh. Default: DefaultLockTTL.
 	TTL time.Duration
 
+	// Holder names the lease's holder for operators: it is stored in the
+	// lock value after the random token (see LockHolder). Default:
+	// DefaultHolder().
+	Holder string
+
 	// Logger receives lease events (loss, refresh errors).
 	// Default: slog.Default().
 	Logger *slog.Logger
+}
+
+// holderSep separates the random token of a lock value from the holder's
+// name: "<token>@<holder>".
+const holderSep = "@"
+
+// tokenLen is the length of redislock's random tokens (16 bytes, base64).
+const tokenLen = 22
+
+// DefaultHolder returns the default holder name of leases: "<hostname>:<pid>".
+func DefaultHolder() string { return defaultHolder() }
+
+var defaultHolder = sync.OnceValue(func() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown"
+	}
+	return host + ":" + strconv.Itoa(os.Getpid())
+})
+
+// LockHolder returns the holder name stored in a lock value written by
+// this package ("<token>@<holder>"), or "" when the value names none (for
+// instance a lock of the Ruby gem, whose values are random tokens only).
+func LockHolder(value string) string {
+	if len(value) <= tokenLen || !strings.HasPrefix(value[tokenLen:], holderSep) {
+		return ""
+	}
+	return value[tokenLen+len(holderSep):]
 }
 
 // leaser obtains leases on one lock. It is the shared machinery of the
@@ -81,11 +116,13 @@ type leaser struct {
 	key    string
 	notify string
 	ttl    time.Duration
+	holder string
 	log    *slog.Logger
 }
 
 func newLeaser(rdb redis.UniversalClient, keys Keys, lockname string, ttl time.Duration, log *slog.Logger) *leaser {
 	return &leaser{
+		holder: DefaultHolder(),
 		rdb:    rdb,
 		locks:  redislock.New(rdb),
 		keys:   keys,
@@ -95,6 +132,14 @@ func newLeaser(rdb redis.UniversalClient, keys Keys, lockname string, ttl time.D
 		ttl:    ttl,
 		log:    log,
 	}
+}
+
+// withHolder sets the holder name, unless it is empty (the default stays).
+func (lr *leaser) withHolder(holder string) *leaser {
+	if holder != "" {
+		lr.holder = holder
+	}
+	return lr
 }
 
 func leaseOptions(opts *LeaseOptions) (Keys, time.Duration, *slog.Logger, error) {
@@ -127,7 +172,7 @@ func TryLease(ctx context.Context, rdb redis.UniversalClient, lockname string, o
 	if err != nil {
 		return nil, err
 	}
-	return newLeaser(rdb, keys, lockname, ttl, log).try(ctx)
+	return newLeaser(rdb, keys, lockname, ttl, log).withHolder(holderOf(opts)).try(ctx)
 }
 
 // AcquireLease obtains the lock named lockname, waiting for as long as ctx
@@ -143,7 +188,14 @@ func AcquireLease(ctx context.Context, rdb redis.UniversalClient, lockname strin
 	if err != nil {
 		return nil, err
 	}
-	return newLeaser(rdb, keys, lockname, ttl, log).acquire(ctx)
+	return newLeaser(rdb, keys, lockname, ttl, log).withHolder(holderOf(opts)).acquire(ctx)
+}
+
+func holderOf(opts *LeaseOptions) string {
+	if opts == nil {
+		return ""
+	}
+	return opts.Holder
 }
 
 // try obtains the lock once, or returns ErrLeaseHeld.
@@ -155,7 +207,9 @@ func (lr *leaser) try(ctx context.Context) (*Lease, error) {
 	// With NoRetry, redislock answers at once; the deadline only keeps it
 	// from adding its own (which would turn a miss into DeadlineExceeded).
 	octx, cancel := context.WithTimeout(ctx, lr.ttl)
-	lock, err := lr.locks.Obtain(octx, lr.key, lr.ttl, nil)
+	// The lock value is token+metadata; the fenced scripts compare all of
+	// it (Lease.value).
+	lock, err := lr.locks.Obtain(octx, lr.key, lr.ttl, &redislock.Options{Metadata: holderSep + lr.holder})
 	cancel()
 	switch {
 	case errors.Is(err, redislock.ErrNotObtained):

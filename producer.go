@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,6 +63,16 @@ type ProducerOptions struct {
 	// on a context detached from the caller's. Default: DefaultPublishTimeout.
 	PublishTimeout time.Duration
 
+	// AsyncPublish makes the GORM plugin hand each committed transaction's
+	// main-stream messages to a background writer instead of writing them
+	// before Commit returns: a commit then waits for one Redis round trip
+	// (the delay messages) instead of two. The writer coalesces the
+	// messages of concurrent commits into pipelines. Call Close before the
+	// process exits to flush it; messages lost to a crash before they are
+	// written still arrive through the Delayer. Default: false (Commit
+	// returns once the main-stream messages are written).
+	AsyncPublish bool
+
 	// NamingStrategy names tables of models passed to the Producer's methods
 	// (the GORM plugin uses the statement's own schema). Set it to the
 	// *gorm.DB's NamingStrategy when that is customised.
@@ -109,6 +120,17 @@ type Producer struct {
 	stats    struct {
 		delay, queue, delayFail, queueFail, uncaptured, foreign atomic.Int64
 	}
+	async asyncWriter
+}
+
+// asyncWriter is the background writer of AsyncPublish.
+type asyncWriter struct {
+	mu      sync.Mutex
+	pending []entry
+	closed  bool
+	running bool
+	wake    chan struct{} // capacity 1: pending has entries
+	done    chan struct{} // closed when the writer goroutine returns
 }
 
 // NewProducer returns a Producer writing to rdb. Options that are zero or
@@ -132,6 +154,90 @@ func NewProducer(rdb redis.UniversalClient, opts *ProducerOptions) *Producer {
 	p := &Producer{rdb: rdb, keys: NewKeys(o.Namespace), opts: o, log: o.Logger}
 	p.resolver.namer = o.NamingStrategy
 	return p
+}
+
+// Close flushes the messages AsyncPublish has queued and stops its
+// writer, waiting until they are written or ctx ends. Later publishes are
+// written synchronously. Close is safe to call more than once, and a
+// no-op without AsyncPublish.
+func (p *Producer) Close(ctx context.Context) error {
+	a := &p.async
+	a.mu.Lock()
+	a.closed = true
+	running, done := a.running, a.done
+	a.mu.Unlock()
+	if !running {
+		return nil
+	}
+	a.signal()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("redstream: close producer: %w", context.Cause(ctx))
+	}
+}
+
+// publishAsync queues entries for the background writer, starting it on
+// first use. After Close, it writes synchronously.
+func (p *Producer) publishAsync(ctx context.Context, entries []entry) {
+	a := &p.async
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		p.publishNow(ctx, entries)
+		return
+	}
+	a.pending = append(a.pending, entries...)
+	if !a.running {
+		a.running = true
+		a.wake = make(chan struct{}, 1)
+		a.done = make(chan struct{})
+		go p.asyncLoop()
+	}
+	a.mu.Unlock()
+	a.signal()
+}
+
+func (a *asyncWriter) signal() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// asyncLoop writes what is pending until the producer is closed and
+// nothing is left.
+func (p *Producer) asyncLoop() {
+	a := &p.async
+	defer close(a.done)
+	for range a.wake {
+		for {
+			a.mu.Lock()
+			batch := a.pending
+			a.pending = nil
+			closed := a.closed
+			a.mu.Unlock()
+			if len(batch) == 0 {
+				if closed {
+					return
+				}
+				break
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), p.opts.PublishTimeout)
+			p.publishNow(ctx, batch)
+			cancel()
+		}
+	}
+}
+
+// publishNow writes the main-stream messages of committed entries; a
+// failure is logged and counted, never returned, as the data is committed.
+func (p *Producer) publishNow(ctx context.Context, entries []entry) {
+	if err := p.write(ctx, false, entries, max(p.opts.PipelineSize, len(entries))); err != nil {
+		p.log.ErrorContext(ctx, "redstream: main-stream write after commit failed; the Delayer will deliver these messages",
+			"messages", len(entries), "error", err)
+	}
 }
 
 // Keys returns the key layout the producer writes to.

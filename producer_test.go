@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -227,4 +228,60 @@ func TestPluginWaitReplicasRollsBack(t *testing.T) {
 	if n != 0 {
 		t.Errorf("rows = %d, want 0", n)
 	}
+}
+
+// TestPluginAsyncPublish: with AsyncPublish, commits hand their main-stream
+// messages to a background writer; Close flushes every one, and later
+// commits publish synchronously again.
+func TestPluginAsyncPublish(t *testing.T) {
+	t.Parallel()
+	rdb, ns := testenv.Redis(t)
+	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns, AsyncPublish: true})
+	db := testenv.GORM(t, nil)
+	must(t, db.Use(redstream.NewPlugin(p)))
+	must(t, db.AutoMigrate(&Product{}))
+	keys := p.Keys()
+
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := db.Create(&Product{ID: int64(i + 1)}).Error; err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	must(t, db.Transaction(func(tx *gorm.DB) error {
+		for i := 41; i <= 50; i++ {
+			if err := tx.Create(&Product{ID: int64(i)}).Error; err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	wg.Wait()
+	// Delay messages are written before each commit, whatever the mode.
+	if n := rdb.XLen(context.Background(), keys.Delay("products")).Val(); n != 50 {
+		t.Errorf("delay messages = %d, want 50", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	must(t, p.Close(ctx))
+	want := make([]int, 50)
+	for i := range want {
+		want[i] = i + 1
+	}
+	if got := payloads(t, rdb, keys.Stream("products")); !sameSet(got, ids(want...)) {
+		t.Errorf("main messages after Close = %d, want 50 (ids 1..50)", len(got))
+	}
+	if st := p.Stats(); st.QueueMessages != 50 || st.QueueFailures != 0 {
+		t.Errorf("stats = %+v", st)
+	}
+	// After Close, a commit publishes before it returns.
+	must(t, db.Create(&Product{ID: 51}).Error)
+	if n := rdb.XLen(context.Background(), keys.Stream("products")).Val(); n != 51 {
+		t.Errorf("main messages = %d right after a commit following Close, want 51", n)
+	}
+	must(t, p.Close(ctx)) // idempotent
 }

@@ -42,6 +42,10 @@ type TrimmerOptions struct {
 	// consumer without an offset blocks trimming.
 	IgnoreMissingOffsets bool
 
+	// Holder names this trimmer's lease holder (see LeaseOptions.Holder).
+	// Default: DefaultHolder().
+	Holder string
+
 	// Logger receives the trimmer's log lines; repeated errors and the
 	// reason trimming is blocked are logged at most once a minute.
 	// Default: slog.Default().
@@ -125,7 +129,7 @@ func NewTrimmer(rdb redis.UniversalClient, stream string, consumers []string, op
 	for _, c := range consumers {
 		t.offsets = append(t.offsets, keys.Offset(stream, c))
 	}
-	t.lease = newLeaser(rdb, keys, TrimmerLockName(stream), ttl, log)
+	t.lease = newLeaser(rdb, keys, TrimmerLockName(stream), ttl, log).withHolder(o.Holder)
 	return t, nil
 }
 

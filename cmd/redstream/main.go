@@ -7,6 +7,7 @@
 //	redstream worker   --config FILE   run consumers, delayers and trimmers
 //	redstream status   --config FILE   streams, offsets, lag, leases, dead letters
 //	redstream backfill --config FILE --stream NAME   index a table from PostgreSQL
+//	redstream verify   --config FILE --stream NAME [--repair]   compare a table with its index
 //	redstream dlq      list|replay|drop --config FILE --stream NAME
 //	redstream version
 //
@@ -57,6 +58,7 @@ func commands() []command {
 		{"worker", "run the sync workers of every configured stream", runWorker},
 		{"status", "show streams, consumer offsets and lag, leases and dead letters", runStatus},
 		{"backfill", "index a whole table (or a key range) straight from PostgreSQL", runBackfill},
+		{"verify", "compare a table with its index; --repair queues the differences", runVerify},
 		{"dlq", "list, replay or drop dead-lettered messages", runDLQ},
 		{"version", "print the version", runVersion},
 	}

@@ -44,10 +44,12 @@ type consumerStatus struct {
 	DeadLetters int64       `json:"dead_letters"`
 }
 
-// leaseStatus says whether a lock is held. Lock values are random tokens,
-// so the holder itself cannot be named.
+// leaseStatus says whether a lock is held, and by whom when the holder
+// named itself in the lock value (redstream.LockHolder: "<host>:<pid>" by
+// default; locks of the Ruby gem name nobody).
 type leaseStatus struct {
 	Held       bool    `json:"held"`
+	Holder     string  `json:"holder,omitempty"`
 	TTLSeconds float64 `json:"ttl_seconds,omitempty"`
 }
 
@@ -55,7 +57,11 @@ func (l leaseStatus) String() string {
 	if !l.Held {
 		return "free"
 	}
-	return fmt.Sprintf("held (ttl %.1fs)", l.TTLSeconds)
+	by := ""
+	if l.Holder != "" {
+		by = " by " + l.Holder
+	}
+	return fmt.Sprintf("held%s (ttl %.1fs)", by, l.TTLSeconds)
 }
 
 func runStatus(ctx context.Context, e *env, args []string) int {
@@ -204,16 +210,26 @@ func firstAge(ctx context.Context, rdb redis.UniversalClient, key, start string,
 }
 
 func lease(ctx context.Context, rdb redis.UniversalClient, key string) (leaseStatus, error) {
-	ttl, err := rdb.PTTL(ctx, key).Result()
-	switch {
-	case err != nil:
+	var (
+		value *redis.StringCmd
+		pttl  *redis.DurationCmd
+	)
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		value = p.Get(ctx, key)
+		pttl = p.PTTL(ctx, key)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return leaseStatus{}, err
-	case ttl == -2: // no key
-		return leaseStatus{}, nil
-	case ttl < 0: // no expiry: held for good
-		return leaseStatus{Held: true}, nil
 	}
-	return leaseStatus{Held: true, TTLSeconds: ttl.Seconds()}, nil
+	if errors.Is(value.Err(), redis.Nil) {
+		return leaseStatus{}, nil // no key
+	}
+	held := leaseStatus{Held: true, Holder: redstream.LockHolder(value.Val())}
+	if ttl := pttl.Val(); ttl > 0 { // else no expiry: held for good
+		held.TTLSeconds = ttl.Seconds()
+	}
+	return held, nil
 }
 
 func printStatus(w io.Writer, st []streamStatus) error {

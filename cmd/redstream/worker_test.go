@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -167,6 +168,11 @@ func TestWorker(t *testing.T) {
 	c := st[0].Consumers[0]
 	if c.Offset == "" || !c.Lease.Held || !st[0].Delayer.Held {
 		t.Errorf("status of a running worker: %+v", st[0])
+	}
+	// The leases name the worker process.
+	host, _ := os.Hostname()
+	if want := fmt.Sprintf("%s:%d", host, w.cmd.Process.Pid); c.Lease.Holder != want || st[0].Delayer.Holder != want {
+		t.Errorf("lease holders %q, %q; want %q", c.Lease.Holder, st[0].Delayer.Holder, want)
 	}
 	if _, ok := docTitle(f.es, worse.ID); ok {
 		t.Fatalf("the rejected document %d is indexed", worse.ID)
