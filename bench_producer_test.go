@@ -18,6 +18,12 @@ import (
 // pairDBs opens two *gorm.DB on one fresh schema: off without the plugin,
 // on with it.
 func pairDBs(b *testing.B) (off, on *gorm.DB) {
+	return pairDBsWith(b, false)
+}
+
+// pairDBsWith is pairDBs with a choice of AsyncPublish for the plugin's
+// producer (closed at cleanup).
+func pairDBsWith(b *testing.B, async bool) (off, on *gorm.DB) {
 	b.Helper()
 	rdb, ns := testenv.Redis(b)
 	dsn := testenv.Schema(b)
@@ -31,7 +37,9 @@ func pairDBs(b *testing.B) (off, on *gorm.DB) {
 		return db
 	}
 	off, on = open(), open()
-	if err := on.Use(redstream.NewPlugin(redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns}))); err != nil {
+	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns, AsyncPublish: async})
+	b.Cleanup(func() { p.Close(context.Background()) })
+	if err := on.Use(redstream.NewPlugin(p)); err != nil {
 		b.Fatal(err)
 	}
 	if err := off.AutoMigrate(&Product{}); err != nil {
@@ -66,19 +74,30 @@ func interleave(b *testing.B, unit string, off, on func()) {
 
 // BenchmarkCreateSingle: one create per implicit transaction, plugin on vs
 // off (the Ruby gem: 1.45×).
+//
+// publish=sync is the default (Commit returns once the main-stream message
+// is written); publish=async is ProducerOptions.AsyncPublish.
 func BenchmarkCreateSingle(b *testing.B) {
-	off, on := pairDBs(b)
-	interleave(b, "create",
-		func() {
-			if err := off.Create(&Product{Title: "bench", Price: 1}).Error; err != nil {
-				b.Fatal(err)
-			}
-		},
-		func() {
-			if err := on.Create(&Product{Title: "bench", Price: 1}).Error; err != nil {
-				b.Fatal(err)
-			}
+	for _, async := range []bool{false, true} {
+		name := "publish=sync"
+		if async {
+			name = "publish=async"
+		}
+		b.Run(name, func(b *testing.B) {
+			off, on := pairDBsWith(b, async)
+			interleave(b, "create",
+				func() {
+					if err := off.Create(&Product{Title: "bench", Price: 1}).Error; err != nil {
+						b.Fatal(err)
+					}
+				},
+				func() {
+					if err := on.Create(&Product{Title: "bench", Price: 1}).Error; err != nil {
+						b.Fatal(err)
+					}
+				})
 		})
+	}
 }
 
 // BenchmarkCreateTx1000: 1,000 creates in one transaction, plugin on vs off
