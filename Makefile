@@ -4,6 +4,7 @@
 #   make test       services + vet + gofmt check + staticcheck + go test -race
 #   make test-es    the same for ./elastic/... (needs ELASTICSEARCH_URL)
 #   make services   ensure PostgreSQL and Redis answer (scripts/services.sh)
+#   make fuzz       every fuzz target for FUZZTIME each (seeds in testdata/fuzz)
 #   make bench      every benchmark BENCH_COUNT times, medians by benchstat
 #                   (raw output in bench.out; see docs/BENCHMARKS.md)
 #   make fmt | vet | lint
@@ -26,7 +27,7 @@ export DATABASE_URL REDIS_URL
 # make test-es reads ELASTICSEARCH_URL from the environment or the command
 # line (make test-es ELASTICSEARCH_URL=...), which make passes on by itself.
 
-.PHONY: test test-es services vet fmt fmt-check lint bench demo
+.PHONY: test test-es services vet fmt fmt-check lint bench fuzz demo
 
 test: services vet fmt-check lint
 	$(GO) test $(TEST_FLAGS) ./...
@@ -76,3 +77,18 @@ bench: services
 # then a few documents and the verify result; see scripts/demo.sh.
 demo:
 	@bash scripts/demo.sh
+
+# Each fuzz target runs for FUZZTIME; the seed corpora (testdata/fuzz/) also
+# run as ordinary tests in make test. Results: docs/RELIABILITY.md.
+FUZZTIME ?= 30s
+FUZZ_TARGETS = FuzzParseID:. FuzzEntryPayload:. FuzzMessageID:./elastic FuzzAppendJSONString:./elastic FuzzParseConfig:./cmd/redstream
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		name=$${t%%:*}; pkg=$${t#*:}; \
+		echo "== $$name ($$pkg, $(FUZZTIME))"; \
+		if ! $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg > fuzz.out 2>&1; then \
+			cat fuzz.out; rm -f fuzz.out; exit 1; \
+		fi; \
+		grep 'fuzz: elapsed' fuzz.out | tail -1; \
+	done; rm -f fuzz.out
