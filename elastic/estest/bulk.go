@@ -43,7 +43,6 @@ func handleBulk(rc *reqCtx) (int, any, *esError) {
 	h := rc.h
 	h.mu.Lock()
 	now := h.now()
-	items := make([]any, len(ops))
 	errors := false
 	touched := map[*index]bool{}
 	results := make([]writeResult, len(ops))
@@ -63,25 +62,112 @@ func handleBulk(rc *reqCtx) (int, any, *esError) {
 			waits = append(waits, waitTarget{until, ch})
 		}
 	}
-	for i, op := range ops {
-		res := &results[i]
-		var item *object
-		if res.err != nil {
+	for i := range results {
+		if results[i].err != nil {
 			errors = true
-			var id any = res.id
-			if res.id == "" {
-				id = nil
-			}
-			item = obj("_index", res.index, "_id", id, "status", res.err.status, "error", res.err.inner())
-		} else {
-			item = writeResponse(res, refresh == "true" && res.result != "noop")
-			item.set("status", res.status)
 		}
-		items[i] = obj(op.kind, item)
 	}
+	if fp, ok := rc.q.get("filter_path"); ok && fp != "" {
+		items := bulkItemTree(ops, results, refresh == "true")
+		h.mu.Unlock()
+		h.waitForRefresh(rc, waits)
+		return 200, obj("errors", errors, "took", rc.tookMillis(), "items", items), nil
+	}
+	buf := renderBulkItems(ops, results, refresh == "true")
 	h.mu.Unlock()
 	h.waitForRefresh(rc, waits)
-	return 200, obj("errors", errors, "took", rc.tookMillis(), "items", items), nil
+	return 200, bulkResponse(buf, errors, rc.tookMillis()), nil
+}
+
+// rawResponse is a response body already rendered.
+type rawResponse []byte
+
+// bulkHeadroom is the room renderBulkItems leaves in front of the items
+// for the head of the response, {"errors":false,"took":N,"items":.
+const bulkHeadroom = 64
+
+// bulkResponse completes the rendered items into the body writeJSON gives
+// for obj("errors", errors, "took", took, "items", items).
+func bulkResponse(buf []byte, errors bool, took int64) rawResponse {
+	head := make([]byte, 0, bulkHeadroom)
+	head = append(head, `{"errors":`...)
+	head = strconv.AppendBool(head, errors)
+	head = append(head, `,"took":`...)
+	head = strconv.AppendInt(head, took, 10)
+	head = append(head, `,"items":`...)
+	start := bulkHeadroom - len(head)
+	copy(buf[start:], head)
+	return append(buf[start:], '}')
+}
+
+// bulkItemTree is the items array as a JSON tree, for responses that
+// filter_path reshapes.
+func bulkItemTree(ops []*writeOp, results []writeResult, refreshed bool) []any {
+	items := make([]any, len(ops))
+	for i, op := range ops {
+		items[i] = obj(op.kind, bulkItem(&results[i], refreshed))
+	}
+	return items
+}
+
+func bulkItem(res *writeResult, refreshed bool) *object {
+	if res.err != nil {
+		var id any = res.id
+		if res.id == "" {
+			id = nil
+		}
+		return obj("_index", res.index, "_id", id, "status", res.err.status, "error", res.err.inner())
+	}
+	item := writeResponse(res, refreshed && res.result != "noop")
+	item.set("status", res.status)
+	return item
+}
+
+// renderBulkItems writes the items array the way writeJSON writes
+// bulkItemTree, without building the tree.
+// The items start at bulkHeadroom, for bulkResponse.
+func renderBulkItems(ops []*writeOp, results []writeResult, refreshed bool) []byte {
+	b := bytes.NewBuffer(make([]byte, bulkHeadroom, bulkHeadroom+3+len(ops)*(200+len(ops[0].index))))
+	b.WriteByte('[')
+	for i, op := range ops {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		res := &results[i]
+		if res.err != nil {
+			writeJSON(b, obj(op.kind, bulkItem(res, refreshed)))
+			continue
+		}
+		b.WriteString(`{"`)
+		b.WriteString(op.kind) // create, index, update or delete: nothing to escape
+		b.WriteString(`":{"_index":`)
+		writeString(b, res.index)
+		b.WriteString(`,"_id":`)
+		writeString(b, res.id)
+		b.WriteString(`,"_version":`)
+		b.Write(strconv.AppendInt(b.AvailableBuffer(), res.version, 10))
+		b.WriteString(`,"result":`)
+		writeString(b, res.result)
+		if res.result == "noop" {
+			b.WriteString(`,"_shards":{"total":0,"successful":0,"failed":0}`)
+		} else {
+			if refreshed {
+				b.WriteString(`,"forced_refresh":true`)
+			}
+			b.WriteString(`,"_shards":{"total":`)
+			b.Write(strconv.AppendInt(b.AvailableBuffer(), int64(1+res.ix.replicas), 10))
+			b.WriteString(`,"successful":1,"failed":0}`)
+		}
+		b.WriteString(`,"_seq_no":`)
+		b.Write(strconv.AppendInt(b.AvailableBuffer(), res.seqNo, 10))
+		b.WriteString(`,"_primary_term":`)
+		b.Write(strconv.AppendInt(b.AvailableBuffer(), primaryTerm, 10))
+		b.WriteString(`,"status":`)
+		b.Write(strconv.AppendInt(b.AvailableBuffer(), int64(res.status), 10))
+		b.WriteString(`}}`)
+	}
+	b.WriteByte(']')
+	return b.Bytes()
 }
 
 func validateBulk(ops []*writeOp) *esError {
@@ -105,6 +191,7 @@ func validateBulk(ops []*writeOp) *esError {
 func parseBulk(data []byte, defIndex, defRouting, defPipeline string, hasDefPipeline, defRequireAlias bool) ([]*writeOp, *esError) {
 	var ops []*writeOp
 	var cur *writeOp
+	var lastIndex any // the last "_index" of an action line, reused while it repeats
 	line := 0
 	from := 0
 	for {
@@ -120,7 +207,7 @@ func parseBulk(data []byte, defIndex, defRouting, defPipeline string, hasDefPipe
 		slice := data[from:next]
 		from = next + 1
 		if cur == nil {
-			op, err := parseActionLine(slice, line, defIndex, defRouting, defPipeline, hasDefPipeline, defRequireAlias)
+			op, err := parseActionLine(slice, line, defIndex, defRouting, defPipeline, hasDefPipeline, defRequireAlias, &lastIndex)
 			if err != nil {
 				return nil, err
 			}
@@ -139,7 +226,8 @@ func parseBulk(data []byte, defIndex, defRouting, defPipeline string, hasDefPipe
 		}
 		switch cur.kind {
 		case "index", "create":
-			cur.source = append([]byte{}, slice...)
+			// execIndex copies the source it keeps; rc.body is not reused.
+			cur.source = slice
 		case "update":
 			u, err := parseUpdateBody(slice)
 			if err != nil {
@@ -157,38 +245,51 @@ func malformed(line int, format string, a ...any) *esError {
 	return errIllegalArgument("Malformed action/metadata line [%d], %s", line, fmt.Sprintf(format, a...))
 }
 
-func parseActionLine(slice []byte, line int, defIndex, defRouting, defPipeline string, hasDefPipeline, defRequireAlias bool) (*writeOp, *esError) {
+func parseActionLine(slice []byte, line int, defIndex, defRouting, defPipeline string, hasDefPipeline, defRequireAlias bool, lastIndex *any) (*writeOp, *esError) {
 	// V8 parsing: trailing data after the action object is tolerated
 	// (a deprecation warning in Elasticsearch), a syntax error is not.
-	v, ok, err := parseJSON(slice, true)
-	if err != nil {
-		return nil, errFromParse(err)
-	}
-	if !ok {
-		return nil, nil // blank line
-	}
-	o, isObj := v.(*object)
-	if !isObj {
-		return nil, malformed(line, "expected START_OBJECT but found [%s]", tokenName(v))
-	}
-	if len(o.M) == 0 {
-		return nil, malformed(line, "expected FIELD_NAME but found [END_OBJECT]")
-	}
-	action := o.M[0].Key
-	switch action {
-	case "create", "index", "update", "delete":
-	default:
-		return nil, malformed(line, "expected field [create], [delete], [index] or [update] but found [%s]", action)
+	var buf [8]member
+	action, params, id, hasID, fast := scanActionLine(slice, buf[:0], lastIndex)
+	if !fast {
+		v, ok, err := parseJSON(slice, true)
+		if err != nil {
+			return nil, errFromParse(err)
+		}
+		if !ok {
+			return nil, nil // blank line
+		}
+		o, isObj := v.(*object)
+		if !isObj {
+			return nil, malformed(line, "expected START_OBJECT but found [%s]", tokenName(v))
+		}
+		if len(o.M) == 0 {
+			return nil, malformed(line, "expected FIELD_NAME but found [END_OBJECT]")
+		}
+		action = o.M[0].Key
+		switch action {
+		case "create", "index", "update", "delete":
+		default:
+			return nil, malformed(line, "expected field [create], [delete], [index] or [update] but found [%s]", action)
+		}
+		pv, isObj := o.M[0].Val.(*object)
+		if !isObj {
+			return nil, malformed(line, "expected START_OBJECT or END_OBJECT but found [%s]", tokenName(o.M[0].Val))
+		}
+		params = pv.M
 	}
 	op := &writeOp{kind: action, index: defIndex, routing: defRouting, versionType: "internal", requireAlias: defRequireAlias}
 	if hasDefPipeline {
 		op.pipeline, op.hasPipeline = defPipeline, true
 	}
+	if hasID {
+		// a string "_id" the fast path kept out of params; setting it
+		// first is the same, as no other parameter depends on it
+		op.id, op.hasID = id, true
+	}
 	var opType string
 	hasVersionType := false
-	switch pv := o.M[0].Val.(type) {
-	case *object:
-		for _, m := range pv.M {
+	{
+		for _, m := range params {
 			switch val := m.Val.(type) {
 			case nil:
 				continue
@@ -268,8 +369,6 @@ func parseActionLine(slice []byte, line int, defIndex, defRouting, defPipeline s
 				}
 			}
 		}
-	default:
-		return nil, malformed(line, "expected START_OBJECT or END_OBJECT but found [%s]", tokenName(pv))
 	}
 	if action == "index" && opType == "create" {
 		op.kind = "create"
@@ -278,6 +377,148 @@ func parseActionLine(slice []byte, line int, defIndex, defRouting, defPipeline s
 		return nil, errIllegalArgument("Update requests do not support versioning. Please use `if_seq_no` and `if_primary_term` instead")
 	}
 	return op, nil
+}
+
+// scanActionLine reads the common shape of an action line,
+// {"index":{"_index":"i","_id":"1",...}} with string and integer values
+// and nothing to unescape, without building a JSON tree. It reports false
+// for anything else (whitespace, escapes, other value types, duplicate
+// keys, unknown actions), which parseJSON then reads. A string "_id" is
+// returned apart from the other parameters; a string "_index" equal to
+// *lastIndex reuses it.
+func scanActionLine(b []byte, params []member, lastIndex *any) (action string, _ []member, id string, hasID, ok bool) {
+	fail := func() (string, []member, string, bool, bool) { return "", nil, "", false, false }
+	if len(b) < 2 || b[0] != '{' || b[1] != '"' {
+		return fail()
+	}
+	i := 2
+	j := bytes.IndexByte(b[i:], '"')
+	if j < 0 {
+		return fail()
+	}
+	switch string(b[i : i+j]) {
+	case "index":
+		action = "index"
+	case "create":
+		action = "create"
+	case "update":
+		action = "update"
+	case "delete":
+		action = "delete"
+	default:
+		return fail()
+	}
+	i += j + 1
+	if i+2 > len(b) || b[i] != ':' || b[i+1] != '{' {
+		return fail()
+	}
+	i += 2
+	first := true
+	for i < len(b) && b[i] != '}' {
+		if !first {
+			if b[i] != ',' {
+				return fail()
+			}
+			i++
+		}
+		first = false
+		if i >= len(b) || b[i] != '"' {
+			return fail()
+		}
+		ks, ke, good := scanPlainString(b, i)
+		if !good || ke >= len(b) || b[ke] != ':' {
+			return fail()
+		}
+		var key string
+		switch kb := b[ks : ke-1]; string(kb) {
+		case "_index":
+			key = "_index"
+		case "_id":
+			key = "_id"
+		case "routing":
+			key = "routing"
+		case "version":
+			key = "version"
+		case "version_type":
+			key = "version_type"
+		default:
+			key = string(kb)
+		}
+		if key == "_id" && hasID {
+			return fail()
+		}
+		for _, m := range params {
+			if m.Key == key {
+				return fail()
+			}
+		}
+		i = ke + 1
+		if i >= len(b) {
+			return fail()
+		}
+		var val any
+		switch c := b[i]; {
+		case c == '"':
+			vs, ve, good := scanPlainString(b, i)
+			if !good {
+				return fail()
+			}
+			vb := b[vs : ve-1]
+			i = ve
+			switch key {
+			case "_id":
+				id, hasID = string(vb), true
+				continue
+			case "_index":
+				if last, isString := (*lastIndex).(string); isString && last == string(vb) {
+					val = *lastIndex
+				} else {
+					val = string(vb)
+					*lastIndex = val
+				}
+			default:
+				val = string(vb)
+			}
+		case c == '-' || c >= '0' && c <= '9':
+			k := i
+			if b[k] == '-' {
+				k++
+			}
+			d := k
+			for k < len(b) && b[k] >= '0' && b[k] <= '9' {
+				k++
+			}
+			if k == d || k-d > 1 && b[d] == '0' || k >= len(b) || b[k] != ',' && b[k] != '}' {
+				return fail()
+			}
+			if key == "_id" && hasID {
+				return fail()
+			}
+			val, i = json.Number(string(b[i:k])), k
+		default:
+			return fail()
+		}
+		params = append(params, member{Key: key, Val: val})
+	}
+	if i+1 >= len(b) || b[i] != '}' || b[i+1] != '}' {
+		return fail()
+	}
+	return action, params, id, hasID, true
+}
+
+// scanPlainString reads the JSON string opening at b[i] when it has no
+// escapes or control characters: its content is b[start:end-1], end is just
+// past the closing quote.
+func scanPlainString(b []byte, i int) (start, end int, ok bool) {
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return i + 1, j + 1, true
+		case c == '\\' || c < 0x20:
+			return 0, 0, false
+		}
+	}
+	return 0, 0, false
 }
 
 func scalarText(v any) string {

@@ -16,18 +16,24 @@ var lenientDateOptionalTime = regexp.MustCompile(`^(\d{1,9})(?:-(\d{1,2})(?:-(\d
 // (named formats and simple Java patterns) and returns epoch milliseconds.
 // During dynamic date detection numbers are never dates.
 func parseDateFormats(s, formats string, detection bool) (int64, bool) {
-	for _, f := range strings.Split(formats, "||") {
-		f = strings.TrimSpace(f)
-		if ms, ok := parseDate(s, f, detection); ok {
+	for {
+		f, rest, more := strings.Cut(formats, "||")
+		if ms, ok := parseDate(s, strings.TrimSpace(f), detection); ok {
 			return ms, true
 		}
+		if !more {
+			return 0, false
+		}
+		formats = rest
 	}
-	return 0, false
 }
 
 func parseDate(s, format string, detection bool) (int64, bool) {
 	switch format {
 	case "strict_date_optional_time", "strict_date_optional_time_nanos":
+		if d, ok := scanStrictISO(s); ok {
+			return d.epochMillis()
+		}
 		return parseISO(s, strictDateOptionalTime)
 	case "date_optional_time", "dateOptionalTime":
 		return parseISO(s, lenientDateOptionalTime)
@@ -98,35 +104,166 @@ func parseISO(s string, re *regexp.Regexp) (int64, bool) {
 		n, _ := strconv.Atoi(m[i])
 		return n
 	}
-	year, month, day := num(1, 0), num(2, 1), num(3, 1)
-	hour, minute, sec := num(4, 0), num(5, 0), num(6, 0)
-	if month < 1 || month > 12 || day < 1 || day > daysIn(year, month) || hour > 23 || minute > 59 || sec > 59 {
-		return 0, false
+	d := isoDate{
+		year: num(1, 0), month: num(2, 1), day: num(3, 1),
+		hour: num(4, 0), minute: num(5, 0), sec: num(6, 0),
 	}
-	nanos := 0
 	if m[7] != "" {
 		frac := m[7] + strings.Repeat("0", 9-len(m[7]))
-		nanos, _ = strconv.Atoi(frac)
+		d.nanos, _ = strconv.Atoi(frac)
 	}
-	loc := time.UTC
 	if z := m[8]; z != "" && z != "Z" {
-		sign := 1
+		d.offSign = 1
 		if z[0] == '-' {
-			sign = -1
+			d.offSign = -1
 		}
 		z = strings.ReplaceAll(z[1:], ":", "")
-		h, _ := strconv.Atoi(z[:2])
-		mm := 0
+		d.offHour, _ = strconv.Atoi(z[:2])
 		if len(z) >= 4 {
-			mm, _ = strconv.Atoi(z[2:4])
+			d.offMin, _ = strconv.Atoi(z[2:4])
 		}
-		if h > 18 || mm > 59 {
+	}
+	return d.epochMillis()
+}
+
+// isoDate holds the fields of an ISO 8601 date-time as written, before
+// range checks.
+type isoDate struct {
+	year, month, day  int
+	hour, minute, sec int
+	nanos             int
+	offSign           int // 0: UTC (no zone or Z), else ±1
+	offHour, offMin   int
+}
+
+func (d *isoDate) epochMillis() (int64, bool) {
+	if d.month < 1 || d.month > 12 || d.day < 1 || d.day > daysIn(d.year, d.month) || d.hour > 23 || d.minute > 59 || d.sec > 59 {
+		return 0, false
+	}
+	off := 0
+	if d.offSign != 0 {
+		if d.offHour > 18 || d.offMin > 59 {
 			return 0, false
 		}
-		loc = time.FixedZone("", sign*(h*3600+mm*60))
+		off = d.offSign * (d.offHour*3600 + d.offMin*60)
 	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, nanos, loc)
-	return t.UnixMilli(), true
+	// A fixed zone shifts the instant by whole seconds, so the UTC reading
+	// minus the offset is the same instant time.FixedZone would give.
+	t := time.Date(d.year, time.Month(d.month), d.day, d.hour, d.minute, d.sec, d.nanos, time.UTC)
+	return t.UnixMilli() - int64(off)*1000, true
+}
+
+// scanStrictISO reads the strict_date_optional_time shape
+// (strictDateOptionalTime) without a regular expression. It reports false
+// for any input it does not match; those go through the regular expression.
+func scanStrictISO(s string) (isoDate, bool) {
+	d := isoDate{month: 1, day: 1}
+	i := 0
+	digits := func(n int) (int, bool) {
+		if i+n > len(s) {
+			return 0, false
+		}
+		v := 0
+		for _, c := range []byte(s[i : i+n]) {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			v = v*10 + int(c-'0')
+		}
+		i += n
+		return v, true
+	}
+	var ok bool
+	if d.year, ok = digits(4); !ok {
+		return d, false
+	}
+	if i == len(s) {
+		return d, true
+	}
+	if s[i] != '-' {
+		return d, false
+	}
+	i++
+	if d.month, ok = digits(2); !ok {
+		return d, false
+	}
+	if i == len(s) {
+		return d, true
+	}
+	if s[i] != '-' {
+		return d, false
+	}
+	i++
+	if d.day, ok = digits(2); !ok {
+		return d, false
+	}
+	if i == len(s) {
+		return d, true
+	}
+	if s[i] != 'T' {
+		return d, false
+	}
+	i++
+	// optional HH[:mm[:ss[.f]]]
+	if i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		if d.hour, ok = digits(2); !ok {
+			return d, false
+		}
+		if i+1 < len(s) && s[i] == ':' && s[i+1] >= '0' && s[i+1] <= '9' {
+			i++
+			if d.minute, ok = digits(2); !ok {
+				return d, false
+			}
+			if i+1 < len(s) && s[i] == ':' && s[i+1] >= '0' && s[i+1] <= '9' {
+				i++
+				if d.sec, ok = digits(2); !ok {
+					return d, false
+				}
+				if i+1 < len(s) && (s[i] == '.' || s[i] == ',') && s[i+1] >= '0' && s[i+1] <= '9' {
+					i++
+					n := 0
+					for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+						if n == 9 {
+							return d, false
+						}
+						d.nanos = d.nanos*10 + int(s[i]-'0')
+						i++
+						n++
+					}
+					for ; n < 9; n++ {
+						d.nanos *= 10
+					}
+				}
+			}
+		}
+	}
+	if i == len(s) {
+		return d, true
+	}
+	switch s[i] {
+	case 'Z':
+		i++
+	case '+', '-':
+		d.offSign = 1
+		if s[i] == '-' {
+			d.offSign = -1
+		}
+		i++
+		if d.offHour, ok = digits(2); !ok {
+			return d, false
+		}
+		if i < len(s) {
+			if s[i] == ':' {
+				i++
+			}
+			if d.offMin, ok = digits(2); !ok {
+				return d, false
+			}
+		}
+	default:
+		return d, false
+	}
+	return d, i == len(s)
 }
 
 func daysIn(year, month int) int {

@@ -422,7 +422,7 @@ func (sf *sourceFilter) apply(d *docVersion) any {
 	if sf == nil || (len(sf.includes) == 0 && len(sf.excludes) == 0) {
 		return rawSource(d.source)
 	}
-	return filterObject(d.parsed, "", sf.includes, sf.excludes)
+	return filterObject(d.tree(), "", sf.includes, sf.excludes)
 }
 
 func splitList(s string) []string {

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -164,9 +165,20 @@ func (e *parseError) Error() string { return e.pos.String() + " " + e.msg }
 
 type parser struct {
 	data      []byte
+	src       string // data as a string, lazily made: strings are cut from it
 	i         int
 	line      int
 	lineStart int
+	members   []member // stack of the members of the objects being parsed
+}
+
+// text returns data[from:to] as a string. The first call converts the whole
+// input once; the strings of a parse share that conversion.
+func (p *parser) text(from, to int) string {
+	if p.src == "" {
+		p.src = string(p.data)
+	}
+	return p.src[from:to]
 }
 
 // parseJSON parses one JSON value. Trailing content other than whitespace is
@@ -174,6 +186,17 @@ type parser struct {
 // returns (nil, false, nil).
 func parseJSON(data []byte, allowTrailing bool) (v any, ok bool, err error) {
 	p := &parser{data: data, line: 1}
+	if sp, ok := memberStacks.Get().(*[]member); ok {
+		p.members = *sp
+		defer func() {
+			// The stack is empty again; drop what it referenced.
+			clear(p.members[:cap(p.members)])
+			if cap(p.members) <= 1024 {
+				*sp = p.members[:0]
+				memberStacks.Put(sp)
+			}
+		}()
+	}
 	p.skipWS()
 	if p.i >= len(p.data) {
 		return nil, false, nil
@@ -190,6 +213,65 @@ func parseJSON(data []byte, allowTrailing bool) (v any, ok bool, err error) {
 	}
 	return v, true, nil
 }
+
+// newObject returns an object holding a copy of ms, allocated together with
+// its members when there are few.
+func newObject(ms []member) *object {
+	switch len(ms) {
+	case 1:
+		x := &struct {
+			o object
+			m [1]member
+		}{}
+		copy(x.m[:], ms)
+		x.o.M = x.m[:]
+		return &x.o
+	case 2:
+		x := &struct {
+			o object
+			m [2]member
+		}{}
+		copy(x.m[:], ms)
+		x.o.M = x.m[:]
+		return &x.o
+	case 3:
+		x := &struct {
+			o object
+			m [3]member
+		}{}
+		copy(x.m[:], ms)
+		x.o.M = x.m[:]
+		return &x.o
+	case 4:
+		x := &struct {
+			o object
+			m [4]member
+		}{}
+		copy(x.m[:], ms)
+		x.o.M = x.m[:]
+		return &x.o
+	case 5, 6:
+		x := &struct {
+			o object
+			m [6]member
+		}{}
+		copy(x.m[:], ms)
+		x.o.M = x.m[:len(ms):len(ms)]
+		return &x.o
+	case 7, 8:
+		x := &struct {
+			o object
+			m [8]member
+		}{}
+		copy(x.m[:], ms)
+		x.o.M = x.m[:len(ms):len(ms)]
+		return &x.o
+	}
+	return &object{M: append([]member(nil), ms...)}
+}
+
+// memberStacks holds parser.members stacks for reuse.
+var memberStacks = sync.Pool{New: func() any { s := make([]member, 0, 32); return &s }}
 
 func (p *parser) pos() pos { return pos{p.line, p.i - p.lineStart + 1} }
 
@@ -309,7 +391,7 @@ func (p *parser) number() (any, error) {
 			return nil, p.errf("Unexpected character (%s) in numeric value: Exponent indicator not followed by a digit", p.describeCharSafe())
 		}
 	}
-	return json.Number(p.data[start:p.i]), nil
+	return json.Number(p.text(start, p.i)), nil
 }
 
 func (p *parser) describeCharSafe() string {
@@ -321,8 +403,18 @@ func (p *parser) describeCharSafe() string {
 
 func (p *parser) str() (string, error) {
 	p.i++ // opening quote
-	var sb strings.Builder
 	start := p.i
+	for j := p.i; j < len(p.data); j++ {
+		c := p.data[j]
+		if c == '"' {
+			p.i = j + 1
+			return p.text(start, j), nil
+		}
+		if c == '\\' || c < 0x20 {
+			break
+		}
+	}
+	var sb strings.Builder
 	for {
 		if p.i >= len(p.data) {
 			return "", p.errf("Unexpected end-of-input: was expecting closing quote for a string value")
@@ -406,13 +498,15 @@ func utf16Decode(r1, r2 rune) rune {
 
 func (p *parser) object(depth int) (any, error) {
 	p.i++ // {
-	o := &object{}
 	p.skipWS()
 	if p.i < len(p.data) && p.data[p.i] == '}' {
+		o := &object{}
 		o.End = p.pos()
 		p.i++
 		return o, nil
 	}
+	base := len(p.members)
+	defer func() { p.members = p.members[:base] }()
 	for {
 		p.skipWS()
 		if p.i >= len(p.data) {
@@ -438,14 +532,16 @@ func (p *parser) object(depth int) (any, error) {
 		p.i++
 		p.skipWS()
 		vp := p.pos()
-		if o.member(key) != nil {
-			return nil, &parseError{pos: vp, msg: fmt.Sprintf("Duplicate field '%s'", key)}
+		for _, m := range p.members[base:] {
+			if m.Key == key {
+				return nil, &parseError{pos: vp, msg: fmt.Sprintf("Duplicate field '%s'", key)}
+			}
 		}
 		v, err := p.value(depth + 1)
 		if err != nil {
 			return nil, err
 		}
-		o.M = append(o.M, member{Key: key, Val: v, Pos: vp})
+		p.members = append(p.members, member{Key: key, Val: v, Pos: vp})
 		p.skipWS()
 		if p.i >= len(p.data) {
 			return nil, p.errf("Unexpected end-of-input: expected close marker for Object")
@@ -454,6 +550,7 @@ func (p *parser) object(depth int) (any, error) {
 		case ',':
 			p.i++
 		case '}':
+			o := newObject(p.members[base:])
 			o.End = p.pos()
 			p.i++
 			return o, nil

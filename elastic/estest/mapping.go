@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // fieldMapping is one mapped field.
@@ -409,15 +410,46 @@ type docParser struct {
 	mutate  bool
 	changed bool
 	out     indexedDoc
+	vals    []any // backing store of the first value of each path in out
+}
+
+// add appends an indexed value to a path. The first value of each path is
+// cut from a shared slab with its capacity limited, so that a path's slice
+// is a one-value slice in most documents, grows by itself when a path has
+// more values and never overwrites another path's values.
+func (dp *docParser) add(path string, v any) {
+	if dp.out == nil {
+		return
+	}
+	if cur, ok := dp.out[path]; ok {
+		dp.out[path] = append(cur, v)
+		return
+	}
+	if len(dp.vals) == cap(dp.vals) {
+		dp.vals = make([]any, 0, 16)
+	}
+	dp.vals = append(dp.vals, v)
+	n := len(dp.vals)
+	dp.out[path] = dp.vals[n-1 : n : n]
 }
 
 func (dp *docParser) docDesc() string { return "document with id '" + dp.id + "'" }
 
 func parseDocument(m *mapping, src any, id string, mutate bool) (indexedDoc, bool, *esError) {
-	dp := &docParser{m: m, id: id, mutate: mutate, out: indexedDoc{}}
+	return walkDocument(m, src, id, mutate, true)
+}
+
+// walkDocument is parseDocument; without collect it only checks the
+// document (and updates the mapping when mutate is set) and returns no
+// indexed values.
+func walkDocument(m *mapping, src any, id string, mutate, collect bool) (indexedDoc, bool, *esError) {
 	root, ok := src.(*object)
 	if !ok {
 		return nil, false, newErr(400, "document_parsing_exception", "[1:1] Malformed content, must start with an object")
+	}
+	dp := &docParser{m: m, id: id, mutate: mutate}
+	if collect {
+		dp.out, dp.vals = make(indexedDoc, 2*len(root.M)), make([]any, 0, 2*len(root.M))
 	}
 	if err := dp.object(root, "", m.props, m.dynamic, "_doc"); err != nil {
 		return nil, false, err
@@ -577,15 +609,15 @@ func (dp *docParser) value(f *fieldMapping, key, path string, v any, p pos, dyna
 		return dp.fail(f, path, v, p, cause)
 	}
 	if iv != nil {
-		dp.out[path] = append(dp.out[path], iv)
+		dp.add(path, iv)
 	}
 	for name, sub := range f.fields {
 		sv, cause := convertValue(sub, v, p)
 		if cause != nil {
 			return dp.fail(sub, path+"."+name, v, p, cause)
 		}
-		if sv != nil {
-			dp.out[path+"."+name] = append(dp.out[path+"."+name], sv)
+		if sv != nil && dp.out != nil {
+			dp.add(path+"."+name, sv)
 		}
 	}
 	return nil
@@ -630,8 +662,11 @@ func convertValue(f *fieldMapping, v any, p pos) (any, *esError) {
 		if err != nil {
 			return nil, err
 		}
-		if f.ignoreAbove > 0 && len([]rune(s)) > f.ignoreAbove {
+		if f.ignoreAbove > 0 && len(s) > f.ignoreAbove && utf8.RuneCountInString(s) > f.ignoreAbove {
 			return nil, nil
+		}
+		if _, isString := v.(string); isString {
+			return v, nil // the same string, without boxing it again
 		}
 		return s, nil
 	case "text", "match_only_text", "search_as_you_type", "annotated_text":

@@ -372,7 +372,7 @@ func (q *termQuery) eval(c *evalCtx, d *docVersion) (bool, float64) {
 	if f == nil {
 		return false, 0
 	}
-	for _, dv := range d.fields[q.field] {
+	for _, dv := range d.indexed()[q.field] {
 		for _, v := range q.values {
 			if termEquals(f, dv, v) {
 				return true, 1
@@ -446,7 +446,7 @@ func (q *prefixQuery) eval(c *evalCtx, d *docVersion) (bool, float64) {
 	if q.field == "_id" {
 		return strings.HasPrefix(d.id, q.value), 1
 	}
-	for _, dv := range d.fields[q.field] {
+	for _, dv := range d.indexed()[q.field] {
 		switch t := dv.(type) {
 		case string:
 			if strings.HasPrefix(t, q.value) {
@@ -481,7 +481,7 @@ func (q *matchQuery) eval(c *evalCtx, d *docVersion) (bool, float64) {
 			return false, 0
 		}
 		have := map[string]bool{}
-		for _, dv := range d.fields[q.field] {
+		for _, dv := range d.indexed()[q.field] {
 			if t, ok := dv.(textValue); ok {
 				for _, tok := range analyze(string(t)) {
 					have[tok] = true
@@ -505,11 +505,11 @@ func (q *matchQuery) eval(c *evalCtx, d *docVersion) (bool, float64) {
 type existsQuery struct{ field string }
 
 func (q *existsQuery) eval(_ *evalCtx, d *docVersion) (bool, float64) {
-	if len(d.fields[q.field]) > 0 {
+	if len(d.indexed()[q.field]) > 0 {
 		return true, 1
 	}
 	prefix := q.field + "."
-	for k, vs := range d.fields {
+	for k, vs := range d.indexed() {
 		if strings.HasPrefix(k, prefix) && len(vs) > 0 {
 			return true, 1
 		}
@@ -550,7 +550,7 @@ func (q *rangeQuery) eval(c *evalCtx, d *docVersion) (bool, float64) {
 			return n, ok
 		}
 	}
-	for _, dv := range d.fields[q.field] {
+	for _, dv := range d.indexed()[q.field] {
 		var x any
 		switch t := dv.(type) {
 		case int64:

@@ -593,7 +593,7 @@ func sortKeyOf(ix *index, d *docVersion, score float64, s sortSpec) sortKey {
 	if f != nil {
 		typ = f.typ
 	}
-	vals := d.fields[s.field]
+	vals := d.indexed()[s.field]
 	useMax := s.mode == "max" || (s.mode != "min" && s.desc)
 	var pick any
 	for _, v := range vals {

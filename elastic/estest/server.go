@@ -357,7 +357,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		tooLarge(w)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, h.maxContent+1))
+	body, err := readBody(io.LimitReader(r.Body, h.maxContent+1), min(r.ContentLength, h.maxContent))
 	if err != nil {
 		rc.sendErr(newErr(400, "parse_exception", "failed to read request body: %v", err))
 		return
@@ -368,6 +368,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rc.body = body
 	h.dispatch(rc)
+}
+
+// readBody is io.ReadAll with a first buffer of the announced length, so
+// that a large body is read without repeated growing.
+func readBody(r io.Reader, sizeHint int64) ([]byte, error) {
+	b := make([]byte, 0, max(sizeHint, 511)+1)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 func tooLarge(w http.ResponseWriter) {
@@ -464,10 +483,15 @@ func (rc *reqCtx) send(status int, body any) {
 		rc.w.WriteHeader(status)
 		return
 	}
-	if fp, ok := rc.q.get("filter_path"); ok && fp != "" {
-		body = filterPath(body, fp)
+	var out []byte
+	if raw, ok := body.(rawResponse); ok {
+		out = raw
+	} else {
+		if fp, ok := rc.q.get("filter_path"); ok && fp != "" {
+			body = filterPath(body, fp)
+		}
+		out = marshal(body)
 	}
-	out := marshal(body)
 	if p, ok := rc.q.get("pretty"); ok && p != "false" {
 		var b bytes.Buffer
 		if json.Indent(&b, out, "", "  ") == nil {

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -14,14 +15,44 @@ import (
 type docVersion struct {
 	id          string
 	source      []byte
-	parsed      *object
-	fields      indexedDoc
+	parsed      *object    // use tree()
+	fields      indexedDoc // use indexed()
 	version     int64
 	seqNo       int64
 	primaryTerm int64
 	routing     string
 	deleted     bool
 	at          time.Time
+
+	// A document indexed from its source bytes keeps only those: its tree
+	// and indexed values are computed again, the same, when first needed,
+	// from source and the mapping it was indexed with (mappings are never
+	// changed in place once an index uses them).
+	lazy       bool
+	mapping    *mapping
+	treeOnce   sync.Once
+	fieldsOnce sync.Once
+}
+
+// tree returns the document's source as a JSON tree.
+func (d *docVersion) tree() *object {
+	if d.lazy {
+		d.treeOnce.Do(func() {
+			v, _, _ := parseJSON(d.source, false)
+			d.parsed, _ = v.(*object)
+		})
+	}
+	return d.parsed
+}
+
+// indexed returns the values the document contributes to each field.
+func (d *docVersion) indexed() indexedDoc {
+	if d.lazy {
+		d.fieldsOnce.Do(func() {
+			d.fields, _, _ = parseDocument(d.mapping, d.tree(), d.id, false)
+		})
+	}
+	return d.fields
 }
 
 // index is one single-shard index.
@@ -576,6 +607,9 @@ func (h *Handler) execWrite(op *writeOp, now time.Time) writeResult {
 
 // execIndex indexes a source. parsed may carry an already parsed source.
 func (h *Handler) execIndex(ix *index, op *writeOp, source []byte, parsed *object, now time.Time, res *writeResult) {
+	// A source parsed here can be parsed again, the same, from the bytes
+	// kept; its tree and indexed values are left for when they are needed.
+	lazy := parsed == nil
 	if parsed == nil {
 		v, ok, perr := parseJSON(source, false)
 		switch {
@@ -601,14 +635,14 @@ func (h *Handler) execIndex(ix *index, op *writeOp, source []byte, parsed *objec
 	// when every field is mapped; only a document that brings new fields
 	// pays for a copy of the mapping, which a failed document must not
 	// change.
-	fields, changed, perr := parseDocument(ix.mapping, parsed, op.id, false)
+	fields, changed, perr := walkDocument(ix.mapping, parsed, op.id, false, !lazy)
 	if perr != nil {
 		res.err = perr
 		return
 	}
 	if changed {
 		m := ix.mapping.clone()
-		if fields, _, perr = parseDocument(m, parsed, op.id, true); perr != nil {
+		if fields, _, perr = walkDocument(m, parsed, op.id, true, !lazy); perr != nil {
 			res.err = perr
 			return
 		}
@@ -625,9 +659,14 @@ func (h *Handler) execIndex(ix *index, op *writeOp, source []byte, parsed *objec
 	}
 	ix.seqNo++
 	d := &docVersion{
-		id: op.id, source: trimSource(source), parsed: parsed, fields: fields,
+		id: op.id, source: trimSource(source),
 		version: nextVersion(op, cur), seqNo: ix.seqNo, primaryTerm: primaryTerm,
 		routing: op.routing, at: now,
+	}
+	if lazy {
+		d.lazy, d.mapping = true, ix.mapping
+	} else {
+		d.parsed, d.fields = parsed, fields
 	}
 	ix.record(d)
 	res.version, res.seqNo = d.version, d.seqNo
@@ -689,7 +728,7 @@ func (h *Handler) execUpdate(ix *index, op *writeOp, now time.Time, res *writeRe
 		res.err = err
 		return
 	}
-	merged := clone(cur.parsed).(*object)
+	merged := clone(cur.tree()).(*object)
 	changed := mergeInto(merged, u.doc)
 	if !changed && u.detectNoop {
 		res.version, res.seqNo = cur.version, cur.seqNo
