@@ -35,7 +35,9 @@ func SkipCapture(db *gorm.DB) *gorm.DB { return db.Set(skipKey, true) }
 //     and the error is returned, so no change is ever unknown to Redis;
 //   - a main-stream message for each record, all in one pipeline right after
 //     COMMIT; a failure here is logged and counted in Producer.Stats (the
-//     write is committed, and the Delayer delivers the message later);
+//     write is committed, and the Delayer delivers the message later). By
+//     default Commit returns once they are written; with
+//     ProducerOptions.AsyncPublish a background writer sends them;
 //   - nothing on ROLLBACK, and nothing for what a rollback to a savepoint
 //     undoes.
 //
