@@ -315,37 +315,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return errors.New("redstream: consumer already running")
 	}
 	defer c.running.Store(false)
-	bo := retryBackoff{min: c.min, max: c.max}
-	var errs errorLimiter
-	for ctx.Err() == nil {
-		l, err := c.lease.acquire(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			c.count(&c.errs, 1)
-			errs.fail(ctx, c.log, "redstream: consumer cannot obtain its lease", err)
-			if !sleepCtx(ctx, bo.next()) {
-				break
-			}
-			continue
-		}
-		bo.reset()
-		errs.recover(ctx, c.log, "redstream: consumer obtained its lease")
-		c.setActive(true)
-		err = c.runLeased(l)
-		c.setActive(false)
-		if rerr := l.Release(ctx); rerr != nil && !errors.Is(rerr, ErrLockLost) {
-			c.log.WarnContext(ctx, "redstream: consumer lease release failed", "error", rerr)
-		}
-		if err != nil {
-			return err
-		}
-		if cause := context.Cause(l.Context()); errors.Is(cause, ErrLockLost) && ctx.Err() == nil {
-			c.log.WarnContext(ctx, "redstream: consumer lost its lease; waiting to obtain it again")
-		}
-	}
-	return nil
+	return c.lease.hold(ctx, "consumer", retryBackoff{min: c.min, max: c.max}, c.log,
+		func() { c.count(&c.errs, 1) }, c.setActive, c.runLeased)
 }
 
 func (c *Consumer) setActive(v bool) {

@@ -186,32 +186,8 @@ func (d *Delayer) Run(ctx context.Context) error {
 		return errors.New("redstream: delayer already running")
 	}
 	defer d.running.Store(false)
-	bo := retryBackoff{min: d.min, max: d.max}
-	var errs errorLimiter
-	for ctx.Err() == nil {
-		l, err := d.lease.acquire(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			d.count(&d.errs, 1)
-			errs.fail(ctx, d.log, "redstream: delayer cannot obtain its lease", err)
-			sleepCtx(ctx, bo.next())
-			continue
-		}
-		bo.reset()
-		errs.recover(ctx, d.log, "redstream: delayer obtained its lease")
-		d.setActive(true)
-		err = d.runLeased(l)
-		d.setActive(false)
-		if rerr := l.Release(ctx); rerr != nil && !errors.Is(rerr, ErrLockLost) {
-			d.log.WarnContext(ctx, "redstream: delayer lease release failed", "error", rerr)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return d.lease.hold(ctx, "delayer", retryBackoff{min: d.min, max: d.max}, d.log,
+		func() { d.count(&d.errs, 1) }, d.setActive, d.runLeased)
 }
 
 func (d *Delayer) setActive(v bool) {

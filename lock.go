@@ -198,6 +198,47 @@ func holderOf(opts *LeaseOptions) string {
 	return opts.Holder
 }
 
+// hold is the life of a long-running lease holder (a consumer, a delayer):
+// until ctx ends it obtains the lease, runs work while holding it, and
+// releases it. A failure to obtain the lease is counted (failed), logged
+// at most once a minute and retried after backoff; a lost lease is waited
+// for again. setActive reports whether the lease is held. hold returns nil
+// when ctx ends, or the first error work returns (work returns nil when
+// its lease's context ends).
+func (lr *leaser) hold(ctx context.Context, name string, bo retryBackoff, log *slog.Logger,
+	failed func(), setActive func(bool), work func(*Lease) error) error {
+	var errs errorLimiter
+	for ctx.Err() == nil {
+		l, err := lr.acquire(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			failed()
+			errs.fail(ctx, log, "redstream: "+name+" cannot obtain its lease", err)
+			if !sleepCtx(ctx, bo.next()) {
+				break
+			}
+			continue
+		}
+		bo.reset()
+		errs.recover(ctx, log, "redstream: "+name+" obtained its lease")
+		setActive(true)
+		err = work(l)
+		setActive(false)
+		if rerr := l.Release(ctx); rerr != nil && !errors.Is(rerr, ErrLockLost) {
+			log.WarnContext(ctx, "redstream: "+name+" lease release failed", "error", rerr)
+		}
+		if err != nil {
+			return err
+		}
+		if errors.Is(context.Cause(l.Context()), ErrLockLost) && ctx.Err() == nil {
+			log.WarnContext(ctx, "redstream: "+name+" lost its lease; waiting to obtain it again")
+		}
+	}
+	return nil
+}
+
 // try obtains the lock once, or returns ErrLeaseHeld.
 func (lr *leaser) try(ctx context.Context) (*Lease, error) {
 	if err := ctx.Err(); err != nil {

@@ -47,9 +47,14 @@ func target(t *testing.T) (*elasticsearch.Client, *Server) {
 // it runs against a real cluster.
 func needServer(t *testing.T, s *Server) {
 	t.Helper()
-	if s == nil {
-		t.Skip("needs the test server's fault injection")
+	if s != nil {
+		return
 	}
+	// Only the explicit opt-in ELASTICSEARCH_URL replaces the test server.
+	if os.Getenv("ELASTICSEARCH_URL") == "" {
+		t.Fatal("no test server and ELASTICSEARCH_URL is not set")
+	}
+	t.Skip("needs the test server's fault injection, which a real cluster (ELASTICSEARCH_URL) lacks")
 }
 
 // indexName returns a unique index name, deleted when the test ends.
