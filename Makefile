@@ -3,10 +3,18 @@
 #
 #   make test       services + vet + gofmt check + staticcheck + go test -race
 #   make test-es    the same for ./elastic/... (needs ELASTICSEARCH_URL)
-#   make services   ensure PostgreSQL and Redis answer (scripts/services.sh)
+#   make services   ensure PostgreSQL, Redis and the Redis Cluster answer
+#                   (scripts/services.sh)
+#   make cluster    ensure the local Redis Cluster answers; make cluster
+#                   CLUSTER=stop|status stops it or reports on it
+#                   (scripts/redis-cluster.sh)
 #   make fuzz       every fuzz target for FUZZTIME each (seeds in testdata/fuzz)
+#   make chaos      the long chaos run (make test runs a short one); see
+#                   docs/RELIABILITY.md
 #   make bench      every benchmark BENCH_COUNT times, medians by benchstat
-#                   (raw output in bench.out; see docs/BENCHMARKS.md)
+#                   (raw output in bench.out), then the bench command's
+#                   scenarios BENCH_RUNS times (bench-figures.out);
+#                   BENCH_SHORT=1 for a quick pass. See docs/BENCHMARKS.md
 #   make fmt | vet | lint
 
 SHELL := /bin/bash
@@ -23,11 +31,15 @@ TEST_FLAGS ?= -race -count=1 -timeout 20m
 # Where the tests find their servers (see internal/testenv).
 DATABASE_URL ?= postgres://redstream:redstream@127.0.0.1:5432/redstream_test?sslmode=disable
 REDIS_URL ?= redis://127.0.0.1:6379/0
-export DATABASE_URL REDIS_URL
+# The three masters scripts/redis-cluster.sh starts for the cluster tests.
+REDIS_CLUSTER_PORTS ?= 30001 30002 30003
+comma := ,
+REDIS_CLUSTER_ADDRS ?= $(subst $() ,$(comma),$(addprefix 127.0.0.1:,$(strip $(REDIS_CLUSTER_PORTS))))
+export DATABASE_URL REDIS_URL REDIS_CLUSTER_PORTS REDIS_CLUSTER_ADDRS
 # make test-es reads ELASTICSEARCH_URL from the environment or the command
 # line (make test-es ELASTICSEARCH_URL=...), which make passes on by itself.
 
-.PHONY: test test-es services vet fmt fmt-check lint bench fuzz demo
+.PHONY: test test-es services cluster vet fmt fmt-check lint bench fuzz demo chaos
 
 test: services vet fmt-check lint
 	$(GO) test $(TEST_FLAGS) ./...
@@ -45,6 +57,11 @@ test-es: services
 
 services:
 	@bash scripts/services.sh
+
+CLUSTER ?= start
+
+cluster:
+	@bash scripts/redis-cluster.sh $(CLUSTER)
 
 vet:
 	$(GO) vet ./...
@@ -65,13 +82,33 @@ fmt-check:
 lint:
 	$(STATICCHECK) ./...
 
+# make bench: the Go benchmarks matching BENCH, BENCH_COUNT times each
+# for BENCH_TIME, then the scenarios BENCH_SCENARIOS of the bench command
+# (go run ./internal/bench), BENCH_RUNS runs each, with BENCH_FLAGS.
+# BENCH=none skips the Go benchmarks, BENCH_SCENARIOS=none the command.
+# BENCH_SHORT=1 is a quick pass: one count, short bench times, and the
+# command's -short (3 runs, smaller sizes) unless those are set.
 BENCH ?= .
+BENCH_SCENARIOS ?= all
+BENCH_FLAGS ?=
+ifneq ($(BENCH_SHORT),)
+BENCH_COUNT ?= 1
+BENCH_TIME ?= 100ms
+BENCH_FLAGS += -short
+endif
 BENCH_COUNT ?= 5
+BENCH_TIME ?= 1s
+BENCH_RUNS ?=
 BENCHSTAT = $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 
 bench: services
-	$(GO) test -run '^$$' -bench '$(BENCH)' -count $(BENCH_COUNT) -timeout 60m ./... | tee bench.out
-	$(BENCHSTAT) bench.out
+	@if [[ "$(BENCH)" != none ]]; then \
+		$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCH_TIME) -count $(BENCH_COUNT) -timeout 60m ./... | tee bench.out; \
+		$(BENCHSTAT) bench.out; \
+	fi
+	@if [[ "$(BENCH_SCENARIOS)" != none ]]; then \
+		$(GO) run ./internal/bench $(if $(BENCH_RUNS),-runs $(BENCH_RUNS)) $(BENCH_FLAGS) $(BENCH_SCENARIOS) | tee bench-figures.out; \
+	fi
 
 # The products example synced by the worker for DEMO_SECONDS (default 20),
 # then a few documents and the verify result; see scripts/demo.sh.
@@ -92,3 +129,16 @@ fuzz:
 		fi; \
 		grep 'fuzz: elapsed' fuzz.out | tail -1; \
 	done; rm -f fuzz.out
+
+# The chaos test with a long load: CHAOS_KILLS SIGKILLs of the two worker
+# processes at most CHAOS_GAP apart, while a writer does at least
+# CHAOS_WRITES operations at CHAOS_RATE a second. CHAOS_SEED replays a run.
+# make test runs the same test with 20 kills and 1,500 operations.
+CHAOS_KILLS ?= 100
+CHAOS_GAP ?= 3s
+CHAOS_WRITES ?= 30000
+CHAOS_RATE ?= 250
+
+chaos: services
+	CHAOS_KILLS=$(CHAOS_KILLS) CHAOS_GAP=$(CHAOS_GAP) CHAOS_WRITES=$(CHAOS_WRITES) CHAOS_RATE=$(CHAOS_RATE) \
+	$(GO) test -race -count=1 -timeout 60m -run '^(TestChaos|TestClusterChaos)$$' -v ./cmd/redstream | grep -v '^=== '

@@ -27,6 +27,10 @@ const (
 	DefaultMinBackoff = 100 * time.Millisecond
 	// DefaultMaxBackoff caps the wait between retries.
 	DefaultMaxBackoff = 30 * time.Second
+	// DefaultMaxPayloadBytes bounds the payload of one stream entry. A
+	// payload names a record ({"id":42}), it does not carry it: anything
+	// near this size is a bug or an abuse of the stream.
+	DefaultMaxPayloadBytes = 1 << 20
 )
 
 // errorLogEvery is how often a worker repeats an error line while the same
@@ -34,9 +38,10 @@ const (
 const errorLogEvery = time.Minute
 
 // ErrInvalidMessage is the error recorded in the dead-letter stream for an
-// entry that has no "payload" field or whose payload is not valid JSON. A
-// Consumer never hands such an entry to its handler: it dead-letters it
-// (with 0 attempts) and commits past it with the rest of its batch.
+// entry that has no "payload" field, whose payload is not valid JSON, or
+// whose payload is larger than ConsumerOptions.MaxPayloadBytes. A Consumer
+// never hands such an entry to its handler: it dead-letters it (with 0
+// attempts) and commits past it with the rest of its batch.
 var ErrInvalidMessage = errors.New("redstream: invalid message")
 
 // Message is one stream entry as a handler sees it.
@@ -144,6 +149,12 @@ type ConsumerOptions struct {
 	// Default: DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 
+	// MaxPayloadBytes bounds the size of an entry's payload. A larger one
+	// is never handed to the handler: it is dead-lettered as
+	// ErrInvalidMessage, with its size and the limit as the reason.
+	// Default: DefaultMaxPayloadBytes.
+	MaxPayloadBytes int
+
 	// Holder names this consumer's lease holder (see LeaseOptions.Holder).
 	// Default: DefaultHolder().
 	Holder string
@@ -221,6 +232,7 @@ type Consumer struct {
 	batch    int64
 	block    time.Duration
 	min, max time.Duration
+	payload  int // MaxPayloadBytes
 	log      *slog.Logger
 	lease    *leaser
 
@@ -238,7 +250,8 @@ type Consumer struct {
 
 // NewConsumer returns a consumer named name of stream that hands batches to
 // h. It returns an error for a nil client or handler, an empty stream or
-// name, or negative options.
+// name, negative options, or, on a *redis.ClusterClient, a stream whose keys
+// would not share a hash slot (see Keys.CheckCluster).
 func NewConsumer(rdb redis.UniversalClient, stream, name string, h Handler, opts *ConsumerOptions) (*Consumer, error) {
 	var o ConsumerOptions
 	if opts != nil {
@@ -251,7 +264,7 @@ func NewConsumer(rdb redis.UniversalClient, stream, name string, h Handler, opts
 		return nil, errors.New("redstream: consumer needs a stream and a name")
 	case h == nil:
 		return nil, errors.New("redstream: nil handler")
-	case o.BatchSize < 0 || o.Block < 0 || o.LockTTL < 0 || o.MinBackoff < 0 || o.MaxBackoff < 0:
+	case o.BatchSize < 0 || o.Block < 0 || o.LockTTL < 0 || o.MinBackoff < 0 || o.MaxBackoff < 0 || o.MaxPayloadBytes < 0:
 		return nil, errors.New("redstream: negative consumer option")
 	}
 	log := cmp.Or(o.Logger, slog.Default()).With("stream", stream, "consumer", name)
@@ -260,20 +273,24 @@ func NewConsumer(rdb redis.UniversalClient, stream, name string, h Handler, opts
 		return nil, err
 	}
 	keys := NewKeys(o.Namespace)
+	if err := checkClusterKeys(rdb, keys, stream, name); err != nil {
+		return nil, err
+	}
 	c := &Consumer{
-		rdb:    rdb,
-		stream: stream,
-		name:   name,
-		h:      h,
-		keys:   keys,
-		key:    keys.Stream(stream),
-		offset: keys.Offset(stream, name),
-		dlq:    keys.DeadLetter(stream, name),
-		batch:  int64(cmp.Or(o.BatchSize, DefaultConsumerBatchSize)),
-		block:  cmp.Or(o.Block, DefaultConsumerBlock),
-		min:    cmp.Or(o.MinBackoff, DefaultMinBackoff),
-		max:    cmp.Or(o.MaxBackoff, DefaultMaxBackoff),
-		log:    log,
+		rdb:     rdb,
+		stream:  stream,
+		name:    name,
+		h:       h,
+		keys:    keys,
+		key:     keys.Stream(stream),
+		offset:  keys.Offset(stream, name),
+		dlq:     keys.DeadLetter(stream, name),
+		batch:   int64(cmp.Or(o.BatchSize, DefaultConsumerBatchSize)),
+		block:   cmp.Or(o.Block, DefaultConsumerBlock),
+		min:     cmp.Or(o.MinBackoff, DefaultMinBackoff),
+		max:     cmp.Or(o.MaxBackoff, DefaultMaxBackoff),
+		payload: cmp.Or(o.MaxPayloadBytes, DefaultMaxPayloadBytes),
+		log:     log,
 	}
 	c.max = max(c.max, c.min)
 	c.lease = newLeaser(rdb, keys, ConsumerLockName(stream, name), ttl, log).withHolder(o.Holder)
@@ -396,8 +413,13 @@ func (c *Consumer) runLeased(l *Lease) error {
 		}
 
 		if !handled {
+			if !l.Held() {
+				// Stopped past the TTL (or lost meanwhile): another holder
+				// may have this batch already; it is not ours to write.
+				return nil
+			}
 			b.Attempt++
-			err := c.handle(ctx, b)
+			err := c.handle(leaseContext{ctx, l}, b)
 			marks := b.takeDead()
 			if err != nil {
 				if ctx.Err() != nil {
@@ -416,7 +438,7 @@ func (c *Consumer) runLeased(l *Lease) error {
 		// The handler is done: write its dead letters and commit, even when
 		// ctx was cancelled meanwhile (on a detached context), unless the
 		// lease is lost. A failed write or commit is retried alone.
-		if errors.Is(context.Cause(ctx), ErrLockLost) {
+		if errors.Is(context.Cause(ctx), ErrLockLost) || (ctx.Err() == nil && !l.Held()) {
 			return nil
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.lease.ttl)
@@ -454,6 +476,20 @@ func (c *Consumer) runLeased(l *Lease) error {
 		b, invalid, dead = nil, nil, nil
 	}
 	return nil
+}
+
+// leaseContext is the context of a handler call: its Err also checks the
+// lease's local deadline (Lease.Held), so a handler that checks ctx.Err()
+// before a write stops at once when its process resumes after being stopped
+// past the TTL, before the refresh goroutine has noticed.
+type leaseContext struct {
+	context.Context
+	l *Lease
+}
+
+func (c leaseContext) Err() error {
+	c.l.Held() // cancels the lease's context once its deadline has passed
+	return c.Context.Err()
 }
 
 // handle calls the handler, turning a panic into an error so that one bad
@@ -524,7 +560,7 @@ func (c *Consumer) newBatch(es []xentry) (*Batch, map[ID]error, ID) {
 	b := &Batch{Stream: c.stream, Consumer: c.name, Messages: make([]Message, 0, len(es))}
 	var invalid map[ID]error
 	for _, e := range es {
-		p, err := entryPayload(e.values)
+		p, err := entryPayload(e.values, c.payload)
 		if err != nil {
 			if invalid == nil {
 				invalid = make(map[ID]error)
@@ -538,12 +574,19 @@ func (c *Consumer) newBatch(es []xentry) (*Batch, map[ID]error, ID) {
 	return b, invalid, es[len(es)-1].id
 }
 
-func entryPayload(values map[string]any) (json.RawMessage, error) {
+// entryPayload returns the payload field of an entry's values, checked:
+// present, at most maxBytes long and valid JSON. Every refusal is
+// ErrInvalidMessage.
+func entryPayload(values map[string]any, maxBytes int) (json.RawMessage, error) {
 	v, ok := values["payload"]
 	if !ok {
 		return nil, fmt.Errorf("%w: no payload field", ErrInvalidMessage)
 	}
 	s, _ := v.(string)
+	if len(s) > maxBytes {
+		return nil, fmt.Errorf("%w: payload of %d bytes exceeds the limit of %d bytes (MaxPayloadBytes)",
+			ErrInvalidMessage, len(s), maxBytes)
+	}
 	if !json.Valid([]byte(s)) {
 		return nil, fmt.Errorf("%w: payload is not JSON", ErrInvalidMessage)
 	}

@@ -116,7 +116,9 @@ type Delayer struct {
 
 // NewDelayer returns a delayer of stream (the main stream's name, e.g.
 // "products") that moves messages once they are delay old. It returns an
-// error for a nil client, an empty stream, or negative values.
+// error for a nil client, an empty stream, negative values, or, on a
+// *redis.ClusterClient, a stream whose keys would not share a hash slot
+// (see Keys.CheckCluster).
 func NewDelayer(rdb redis.UniversalClient, stream string, delay time.Duration, opts *DelayerOptions) (*Delayer, error) {
 	var o DelayerOptions
 	if opts != nil {
@@ -137,6 +139,9 @@ func NewDelayer(rdb redis.UniversalClient, stream string, delay time.Duration, o
 		return nil, err
 	}
 	keys := NewKeys(o.Namespace)
+	if err := checkClusterKeys(rdb, keys, stream); err != nil {
+		return nil, err
+	}
 	delayStream := DelayStream(stream)
 	log := cmp.Or(o.Logger, slog.Default()).With("stream", delayStream, "consumer", DelayerName)
 	d := &Delayer{

@@ -32,8 +32,8 @@ func FuzzParseID(f *testing.F) {
 }
 
 // FuzzEntryPayload: a stream entry's payload is accepted only when it is
-// JSON, and a refused entry always says ErrInvalidMessage (so the consumer
-// dead-letters it instead of failing).
+// JSON within the size limit, and a refused entry always says
+// ErrInvalidMessage (so the consumer dead-letters it instead of failing).
 func FuzzEntryPayload(f *testing.F) {
 	for _, s := range []string{`{"id":1}`, `{"id":"x"}`, `not json`, ``, `{"id":`, `[]`, `null`, "\xff"} {
 		f.Add(s, true)
@@ -44,7 +44,9 @@ func FuzzEntryPayload(f *testing.F) {
 		if hasPayload {
 			values = map[string]any{"payload": s}
 		}
-		p, err := entryPayload(values)
+		// A limit the inputs reach, so that both sides of it are explored.
+		const limit = 64
+		p, err := entryPayload(values, limit)
 		switch {
 		case err != nil && !errors.Is(err, ErrInvalidMessage):
 			t.Fatalf("error %v is not ErrInvalidMessage", err)
@@ -52,6 +54,8 @@ func FuzzEntryPayload(f *testing.F) {
 			t.Fatalf("accepted invalid JSON %q", p)
 		case err == nil && !hasPayload:
 			t.Fatal("accepted an entry without a payload field")
+		case err == nil && len(p) > limit:
+			t.Fatalf("accepted a payload of %d bytes over the limit of %d", len(p), limit)
 		}
 	})
 }

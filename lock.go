@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bsm/redislock"
@@ -166,10 +167,16 @@ func leaseTTL(ttl time.Duration) (time.Duration, error) {
 // TryLease tries once to obtain the lock named lockname (for example
 // ConsumerLockName("products", "indexer")) and returns ErrLeaseHeld when
 // another holder has it. The lease's context derives from ctx. The caller
-// must Release the lease.
+// must Release the lease. On a *redis.ClusterClient, the lock and its
+// notify list must share a hash slot (brace the stream name in the lock
+// name: "consumer:{products}:indexer"); otherwise TryLease returns an error
+// at once.
 func TryLease(ctx context.Context, rdb redis.UniversalClient, lockname string, opts *LeaseOptions) (*Lease, error) {
 	keys, ttl, log, err := leaseOptions(opts)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkClusterLock(rdb, keys, lockname); err != nil {
 		return nil, err
 	}
 	return newLeaser(rdb, keys, lockname, ttl, log).withHolder(holderOf(opts)).try(ctx)
@@ -182,10 +189,14 @@ func TryLease(ctx context.Context, rdb redis.UniversalClient, lockname string, o
 // On a *redis.Client it waits on a dedicated connection and returns at once
 // when ctx ends; other clients wait on a pool connection, for at most a
 // second at a time. It returns ctx's error when ctx ends first. The lease's
-// context derives from ctx. The caller must Release the lease.
+// context derives from ctx. The caller must Release the lease. On a
+// *redis.ClusterClient the lock name must be braced as for TryLease.
 func AcquireLease(ctx context.Context, rdb redis.UniversalClient, lockname string, opts *LeaseOptions) (*Lease, error) {
 	keys, ttl, log, err := leaseOptions(opts)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkClusterLock(rdb, keys, lockname); err != nil {
 		return nil, err
 	}
 	return newLeaser(rdb, keys, lockname, ttl, log).withHolder(holderOf(opts)).acquire(ctx)
@@ -322,6 +333,7 @@ func (lr *leaser) wait(ctx context.Context, b *blocker) error {
 func (lr *leaser) start(ctx context.Context, lock *redislock.Lock, obtained time.Time) *Lease {
 	work, cancel := context.WithCancelCause(ctx)
 	l := &Lease{
+		base:   obtained,
 		lr:     lr,
 		lock:   lock,
 		value:  lock.Token() + lock.Metadata(),
@@ -330,6 +342,7 @@ func (lr *leaser) start(ctx context.Context, lock *redislock.Lock, obtained time
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	l.until.Store(int64(lr.ttl))
 	go l.keep(obtained.Add(lr.ttl))
 	return l
 }
@@ -350,6 +363,8 @@ func (lr *leaser) start(ctx context.Context, lock *redislock.Lock, obtained time
 // each other. A Lease is safe for concurrent use. Release must be called
 // exactly once it is no longer needed; it stops the refresh goroutine.
 type Lease struct {
+	base   time.Time    // when the lock was requested; a monotonic reference
+	until  atomic.Int64 // the local deadline, in nanoseconds after base
 	lr     *leaser
 	lock   *redislock.Lock
 	value  string
@@ -367,6 +382,34 @@ type Lease struct {
 // when the lease is lost (context.Cause is then ErrLockLost) and when it is
 // released.
 func (l *Lease) Context() context.Context { return l.work }
+
+// Held reports whether the lease is still held as far as this process can
+// tell: it has been neither released nor lost, and its local deadline (the
+// start of the last successful refresh plus the TTL, by the monotonic clock)
+// has not passed. Once the deadline has passed, Held cancels the lease's
+// context with ErrLockLost at once, without waiting for the refresh
+// goroutine.
+//
+// Checking Held right before a write that no script can fence narrows the
+// window in which a process that was stopped past the TTL (SIGSTOP, a VM
+// pause, a long stall) acts after another holder has taken over: the
+// monotonic clock runs on while a process is stopped, so the first check
+// after it resumes fails.
+func (l *Lease) Held() bool {
+	select {
+	case <-l.stop:
+		return false
+	default:
+	}
+	if errors.Is(context.Cause(l.work), ErrLockLost) {
+		return false
+	}
+	if time.Since(l.base) >= time.Duration(l.until.Load()) {
+		l.cancel(ErrLockLost)
+		return false
+	}
+	return true
+}
 
 // Key returns the Redis key of the lease's lock.
 func (l *Lease) Key() string { return l.lr.key }
@@ -420,6 +463,7 @@ func (l *Lease) keep(deadline time.Time) {
 			inflight = false
 			switch {
 			case r.err == nil:
+				l.until.Store(int64(r.start.Add(ttl).Sub(l.base)))
 				expire.Reset(time.Until(r.start.Add(ttl)))
 			case errors.Is(r.err, redislock.ErrNotObtained):
 				l.lr.log.WarnContext(l.work, "redstream: lease lost to another holder", "lock", l.lr.name)

@@ -328,6 +328,9 @@ func TestLeaseStalledRefresh(t *testing.T) {
 	if err := a.CommitOffset(ctx, "s", "c", redstream.MustParseID("10-0")); err != nil {
 		t.Fatal(err)
 	}
+	if !a.Held() {
+		t.Fatal("a fresh lease is not Held")
+	}
 	hook.stall(true)
 	stalledAt := time.Now()
 
@@ -350,6 +353,9 @@ func TestLeaseStalledRefresh(t *testing.T) {
 	if cause := context.Cause(a.Context()); !errors.Is(cause, redstream.ErrLockLost) {
 		t.Fatalf("cause = %v, want ErrLockLost", cause)
 	}
+	if a.Held() || !b.Held() {
+		t.Fatalf("Held: deposed %v, new holder %v; want false, true", a.Held(), b.Held())
+	}
 	if err := b.CommitOffset(ctx, "s", "c", redstream.MustParseID("20-0")); err != nil {
 		t.Fatal(err)
 	}
@@ -358,6 +364,12 @@ func TestLeaseStalledRefresh(t *testing.T) {
 	}
 	if got := getOffset(t, rdb, redstream.NewKeys(ns).Offset("s", "c")); got != "20-0" {
 		t.Fatalf("offset = %q, want 20-0", got)
+	}
+	if err := b.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b.Held() {
+		t.Fatal("a released lease is Held")
 	}
 }
 

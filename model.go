@@ -194,12 +194,21 @@ func structEntry(ctx context.Context, sch *schema.Schema, rv reflect.Value) (e e
 	}
 	// A zero key is unknown (not yet assigned); in a composite key a zero
 	// part is a legitimate value, and only an all-zero key is unknown.
-	keys := make([]any, len(sch.PrimaryFields))
-	known := false
-	for i, f := range sch.PrimaryFields {
-		v, zero := f.ValueOf(ctx, rv)
-		keys[i] = v
-		known = known || !zero
+	var (
+		key   any   // a single-column key
+		keys  []any // a composite key
+		known bool
+	)
+	if len(sch.PrimaryFields) == 1 {
+		v, zero := sch.PrimaryFields[0].ValueOf(ctx, rv)
+		key, known = v, !zero
+	} else {
+		keys = make([]any, len(sch.PrimaryFields))
+		for i, f := range sch.PrimaryFields {
+			v, zero := f.ValueOf(ctx, rv)
+			keys[i] = v
+			known = known || !zero
+		}
 	}
 	if !known {
 		return entry{}, false, nil
@@ -211,8 +220,10 @@ func structEntry(ctx context.Context, sch *schema.Schema, rv reflect.Value) (e e
 	}
 	if p, ok := iface.(Payloader); ok {
 		e.payload, err = encodePayload(p.RedstreamPayload())
+	} else if keys == nil {
+		e.payload, err = singleKeyPayload(key)
 	} else {
-		e.payload, err = keyPayload(keys)
+		e.payload, err = encodePayload(idPayload{ID: keys})
 	}
 	if err != nil {
 		return entry{}, false, fmt.Errorf("redstream: payload of %s: %w", sch.Name, err)
@@ -234,34 +245,34 @@ func modelInterface(rv reflect.Value) any {
 	return p.Interface()
 }
 
-// keyPayload encodes the default payload {"id":<key>} or {"id":[k1,k2]}.
-func keyPayload(keys []any) (string, error) {
-	if len(keys) == 1 {
-		if s, ok := fastID(keys[0]); ok {
-			return `{"id":` + s + `}`, nil
-		}
-		return encodePayload(idPayload{ID: keys[0]})
+// singleKeyPayload encodes the default payload {"id":<key>} of a
+// single-column key; composite keys are {"id":[k1,k2,…]}.
+func singleKeyPayload(key any) (string, error) {
+	var buf [32]byte // `{"id":` + 20 digits + `}`
+	if b, ok := appendIntID(append(buf[:0], `{"id":`...), key); ok {
+		return string(append(b, '}')), nil // one allocation
 	}
-	return encodePayload(idPayload{ID: keys})
+	return encodePayload(idPayload{ID: key})
 }
 
-// fastID formats integer keys without encoding/json.
-func fastID(v any) (string, bool) {
+// appendIntID appends an integer key in decimal, without encoding/json;
+// ok is false for other kinds of key.
+func appendIntID(b []byte, v any) ([]byte, bool) {
 	switch n := v.(type) {
 	case int:
-		return strconv.FormatInt(int64(n), 10), true
+		return strconv.AppendInt(b, int64(n), 10), true
 	case int64:
-		return strconv.FormatInt(n, 10), true
+		return strconv.AppendInt(b, n, 10), true
 	case int32:
-		return strconv.FormatInt(int64(n), 10), true
+		return strconv.AppendInt(b, int64(n), 10), true
 	case uint:
-		return strconv.FormatUint(uint64(n), 10), true
+		return strconv.AppendUint(b, uint64(n), 10), true
 	case uint64:
-		return strconv.FormatUint(n, 10), true
+		return strconv.AppendUint(b, n, 10), true
 	case uint32:
-		return strconv.FormatUint(uint64(n), 10), true
+		return strconv.AppendUint(b, uint64(n), 10), true
 	}
-	return "", false
+	return b, false
 }
 
 // encodePayload encodes v as compact JSON without HTML escaping, the bytes

@@ -459,16 +459,26 @@ func (p *Producer) pipeline(ctx context.Context, delay bool, entries []entry) er
 func (p *Producer) pipelineOn(ctx context.Context, c redis.Cmdable, delay, wait bool, entries []entry) error {
 	var waitCmd *redis.Cmd
 	cmds, err := c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		var stream, key string // the key of the previous entry's stream
+		// The arguments of every XADD share one backing array, and each
+		// stream's key is boxed once, not per message.
+		args := make([]any, 0, 5*len(entries))
+		var (
+			stream string // the previous entry's stream
+			key    any    // its key
+		)
 		for _, e := range entries {
-			if e.stream != stream || key == "" {
-				stream, key = e.stream, p.keys.Stream(e.stream)
+			if e.stream != stream || key == nil {
+				stream = e.stream
 				if delay {
 					key = p.keys.Delay(e.stream)
+				} else {
+					key = p.keys.Stream(e.stream)
 				}
 			}
 			// XADD <key> * payload <json>: the Ruby gem's entry, byte for byte.
-			pipe.Do(ctx, "xadd", key, "*", "payload", e.payload)
+			n := len(args)
+			args = append(args, "xadd", key, "*", "payload", e.payload)
+			pipe.Do(ctx, args[n:len(args):len(args)]...)
 		}
 		if wait {
 			waitCmd = pipe.Do(ctx, "wait", p.opts.WaitReplicas, p.opts.WaitTimeout.Milliseconds())

@@ -95,7 +95,8 @@ type Trimmer struct {
 
 // NewTrimmer returns a trimmer of stream for the named consumers. It
 // returns an error for a nil client, an empty stream, no or empty consumer
-// names, or negative options.
+// names, negative options, or, on a *redis.ClusterClient, a stream whose
+// keys would not share a hash slot (see Keys.CheckCluster).
 func NewTrimmer(rdb redis.UniversalClient, stream string, consumers []string, opts *TrimmerOptions) (*Trimmer, error) {
 	var o TrimmerOptions
 	if opts != nil {
@@ -116,6 +117,9 @@ func NewTrimmer(rdb redis.UniversalClient, stream string, consumers []string, op
 		return nil, err
 	}
 	keys := NewKeys(o.Namespace)
+	if err := checkClusterKeys(rdb, keys, stream, consumers...); err != nil {
+		return nil, err
+	}
 	log := cmp.Or(o.Logger, slog.Default()).With("stream", stream)
 	t := &Trimmer{
 		rdb:       rdb,

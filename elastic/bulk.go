@@ -62,7 +62,8 @@ func (e *RequestError) Error() string {
 
 // encode renders the op's NDJSON lines.
 func (o *op) encode(index, pipeline string) error {
-	var b []byte
+	// One allocation: the action line's fixed text is under 100 bytes.
+	b := make([]byte, 0, 100+len(index)+len(o.id)+len(o.routing)+len(pipeline)+len(o.source))
 	if o.delete {
 		b = append(b, `{"delete":{"_index":`...)
 	} else {
@@ -228,6 +229,11 @@ func (h *Handler) sendOne(ctx context.Context, ops []*op, outcomes []outcome, it
 	for _, o := range ops {
 		body = append(body, o.line...)
 	}
+	// The consumer's context also ends when its lease's deadline passes:
+	// a holder deposed meanwhile must not write.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	h.stats.requests.Add(1)
 	h.stats.bytes.Add(int64(len(body)))
 	opts := []func(*esapi.BulkRequest){h.es.Bulk.WithContext(ctx)}
@@ -337,4 +343,4 @@ func allSucceeded(raw []byte) bool {
 	return false
 }
 
-var errNoID = errors.New(`payload has no "id" that is a number or a string`)
+var errNoID = errors.New(`elastic: payload has no "id" that is a number or a string`)

@@ -21,6 +21,17 @@
 // 5xx for the request) returns an error: the consumer backs off and delivers
 // the batch again, and the rows are re-read.
 //
+// # Messages without a usable id
+//
+// A message whose payload has no id that is a number or a string, or whose
+// id can never name a row (TableLoader's IDChecker: "abc" or 2^63 for a
+// bigint key), is dead-lettered with the reason and never loaded. When the
+// database refuses a batch's query with a data exception (SQLSTATE class
+// 22, for instance an id a custom query cannot cast), the ids are loaded
+// again in halves until those that fail alone are found; they are
+// dead-lettered with the database's message (an *IDError) and the rest of
+// the batch is written. One bad id never holds up the stream.
+//
 // # Stale writes
 //
 // With TableOptions.VersionColumn, documents are written with

@@ -31,16 +31,25 @@ func FuzzAppendJSONString(f *testing.F) {
 }
 
 // FuzzMessageID: any payload yields an id or an error, never a panic, and
-// an id is never empty.
+// an id is never empty. Where the decoder-free path (simpleID) answers, the
+// JSON decoder agrees.
 func FuzzMessageID(f *testing.F) {
 	for _, s := range []string{`{"id":1}`, `{"id":"a"}`, `{"id":1.5}`, `{"id":[1,"x"]}`, `{"id":null}`,
-		`{"id":-0}`, `{"id":99999999999999999999}`, `{}`, `[]`, ``, `{"id":"\u0000"}`} {
+		`{"id":-0}`, `{"id":99999999999999999999}`, `{}`, `[]`, ``, `{"id":"\u0000"}`,
+		`{"id":007}`, `{"id":-}`, `{"id":""}`, `{"id":"a\"b"}`, `{"id":1,"id":2}`, `{"id":123456789012345678}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		id, err := MessageID(payload)
 		if err == nil && id == "" {
 			t.Fatalf("MessageID(%q) returned an empty id", payload)
+		}
+		if fast, ok := simpleID(payload); ok {
+			// A leading space is valid JSON and never takes the fast path.
+			slow, err := MessageID(append([]byte(" "), payload...))
+			if err != nil || slow != fast {
+				t.Fatalf("simpleID(%q) = %q; the decoder says %q, %v", payload, fast, slow, err)
+			}
 		}
 	})
 }

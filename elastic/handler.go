@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -138,8 +139,11 @@ func (h *Handler) Stats() Stats {
 
 // MessageID returns the record id of a message payload {"id":…} as text:
 // a JSON number as written, a string as is. Composite keys ({"id":[…]})
-// and other shapes return an error.
+// and other shapes return an error that says what the id is instead.
 func MessageID(payload []byte) (string, error) {
+	if id, ok := simpleID(payload); ok {
+		return id, nil
+	}
 	var p struct {
 		ID json.RawMessage `json:"id"`
 	}
@@ -153,18 +157,70 @@ func MessageID(payload []byte) (string, error) {
 	case raw[0] == '"':
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil || s == "" {
-			return "", errNoID
+			return "", fmt.Errorf("%w: the id is an empty string", errNoID)
 		}
 		return s, nil
 	case raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9'):
 		if _, err := strconv.ParseInt(string(raw), 10, 64); err != nil {
 			if _, err := strconv.ParseUint(string(raw), 10, 64); err != nil {
-				return "", fmt.Errorf("%w: %s is not an integer", errNoID, raw)
+				return "", fmt.Errorf("%w: %s is not an integer", errNoID, truncate(raw, 40))
 			}
 		}
 		return string(raw), nil
+	case raw[0] == '{':
+		return "", fmt.Errorf("%w: the id is an object", errNoID)
+	case raw[0] == '[':
+		return "", fmt.Errorf("%w: the id is an array (composite keys need a Loader of their own)", errNoID)
 	}
-	return "", errNoID
+	return "", fmt.Errorf("%w: the id is %s", errNoID, truncate(raw, 40))
+}
+
+// simpleID is MessageID for the payloads producers write, {"id":42} and
+// {"id":"sku-1"} with no whitespace, escapes or non-ASCII text, without a
+// JSON decoder. ok is false for anything else (and for integers of 19
+// digits or more, which may not fit 64 bits), which MessageID decodes.
+func simpleID(p []byte) (id string, ok bool) {
+	const prefix = `{"id":`
+	if len(p) < len(prefix)+2 || string(p[:len(prefix)]) != prefix || p[len(p)-1] != '}' {
+		return "", false
+	}
+	v := p[len(prefix) : len(p)-1]
+	switch c := v[0]; {
+	case c == '"':
+		if len(v) < 3 || v[len(v)-1] != '"' {
+			return "", false
+		}
+		s := v[1 : len(v)-1]
+		for _, b := range s {
+			if b < 0x20 || b == '"' || b == '\\' || b >= 0x80 {
+				return "", false
+			}
+		}
+		return string(s), true
+	case c == '-' || (c >= '0' && c <= '9'):
+		digits := v
+		if c == '-' {
+			digits = v[1:]
+		}
+		if len(digits) == 0 || len(digits) > 18 || (digits[0] == '0' && len(digits) > 1) {
+			return "", false
+		}
+		for _, b := range digits {
+			if b < '0' || b > '9' {
+				return "", false
+			}
+		}
+		return string(v), true
+	}
+	return "", false
+}
+
+// truncate returns b as text, cut to n bytes with an ellipsis.
+func truncate(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return string(b[:n]) + "…"
 }
 
 // HandleBatch implements redstream.Handler.
@@ -172,9 +228,16 @@ func (h *Handler) HandleBatch(ctx context.Context, b *redstream.Batch) error {
 	byID := make(map[string][]redstream.Message, len(b.Messages))
 	ids := make([]string, 0, len(b.Messages))
 	var dups int64
+	checker, _ := h.loader.(IDChecker)
 	for _, m := range b.Messages {
 		id, err := MessageID(m.Payload)
+		if err == nil && checker != nil {
+			if cerr := checker.CheckID(id); cerr != nil {
+				err = &IDError{ID: id, Err: cerr}
+			}
+		}
 		if err != nil {
+			h.log.WarnContext(ctx, "elastic: dead-lettering a message without a usable id", "message", m.ID.String(), "error", err)
 			b.DeadLetter(m, err)
 			h.stats.dead.Add(1)
 			continue
@@ -198,9 +261,27 @@ func (h *Handler) HandleBatch(ctx context.Context, b *redstream.Batch) error {
 }
 
 func (h *Handler) sync(ctx context.Context, b *redstream.Batch, ids []string, byID map[string][]redstream.Message) error {
-	docs, err := h.loader.Load(ctx, ids)
+	docs, bad, err := h.load(ctx, ids)
 	if err != nil {
 		return err
+	}
+	if len(bad) > 0 {
+		kept := ids[:0:0]
+		for _, id := range ids {
+			if err, ok := bad[id]; ok {
+				h.log.WarnContext(ctx, "elastic: dead-lettering a message whose id the database refuses", "id", id, "error", err)
+				for _, m := range byID[id] {
+					b.DeadLetter(m, err)
+					h.stats.dead.Add(1)
+				}
+				continue
+			}
+			kept = append(kept, id)
+		}
+		ids = kept
+		if len(ids) == 0 {
+			return nil
+		}
 	}
 	found := make(map[string]Document, len(docs))
 	for _, d := range docs {
@@ -214,8 +295,10 @@ func (h *Handler) sync(ctx context.Context, b *redstream.Batch, ids []string, by
 		}
 	}
 	ops := make([]*op, 0, len(ids))
-	for _, id := range ids {
-		o := &op{id: id}
+	all := make([]op, len(ids)) // one allocation for every op
+	for i, id := range ids {
+		o := &all[i]
+		o.id = id
 		if d, ok := found[id]; ok {
 			o.delete, o.source, o.routing = d.Deleted, d.Source, d.Routing
 			o.version, o.hasVer = d.Version, d.HasVersion
@@ -263,6 +346,81 @@ func (h *Handler) sync(ctx context.Context, b *redstream.Batch, ids []string, by
 		ops = again
 	}
 	return nil
+}
+
+// load calls the Loader. When the database refuses the batch with a data
+// exception (SQLSTATE class 22: an id that does not convert to the key's
+// type, a NUL byte in a text key), the ids are loaded again in halves
+// until the ones that fail alone are found: those are returned in bad, as
+// *IDError, and the rest load as usual. Any other error is returned, and
+// the consumer retries the batch.
+func (h *Handler) load(ctx context.Context, ids []string) (docs []Document, bad map[string]error, err error) {
+	docs, err = h.loader.Load(ctx, ids)
+	if err == nil {
+		return docs, nil, nil
+	}
+	dx := dataException(err)
+	if dx == nil {
+		return nil, nil, err
+	}
+	if len(ids) == 1 {
+		return nil, map[string]error{ids[0]: &IDError{ID: ids[0], Err: dx}}, nil
+	}
+	mid := len(ids) / 2
+	docs, bad, err = h.load(ctx, ids[:mid])
+	if err != nil {
+		return nil, nil, err
+	}
+	more, moreBad, err := h.load(ctx, ids[mid:])
+	if err != nil {
+		return nil, nil, err
+	}
+	for id, e := range moreBad {
+		if bad == nil {
+			bad = make(map[string]error, len(moreBad))
+		}
+		bad[id] = e
+	}
+	return append(docs, more...), bad, nil
+}
+
+// dataException returns the database's error in err's chain when it is a
+// PostgreSQL data exception (SQLSTATE class 22), as drivers that expose
+// SQLState report it; nil otherwise.
+func dataException(err error) error {
+	var e interface {
+		error
+		SQLState() string
+	}
+	if errors.As(err, &e) && strings.HasPrefix(e.SQLState(), "22") {
+		return e
+	}
+	return nil
+}
+
+// IDError is the dead-letter reason of a message whose record id cannot be
+// looked up: the Loader's IDChecker refused it (it does not fit the
+// primary key's type), or the database refused it alone with a data
+// exception (SQLSTATE class 22).
+type IDError struct {
+	ID  string // the id, as the message carries it
+	Err error  // why it was refused
+}
+
+func (e *IDError) Error() string {
+	return fmt.Sprintf("elastic: id %q cannot be looked up: %v", e.ID, e.Err)
+}
+
+// Unwrap returns e.Err.
+func (e *IDError) Unwrap() error { return e.Err }
+
+// IDChecker is implemented by a Loader that can tell, without a query,
+// that an id can never match a record (TableLoader does for integer
+// keys). The Handler checks each message's id with it before loading, and
+// dead-letters a refused one with an *IDError instead of failing the
+// batch.
+type IDChecker interface {
+	CheckID(id string) error
 }
 
 func (h *Handler) deadLetter(b *redstream.Batch, msgs []redstream.Message, err *ItemError) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -83,8 +84,11 @@ type TableLoader struct {
 	db        *sql.DB
 	query     string
 	custom    bool
-	tsVersion bool // the version column is a timestamp
+	tsVersion bool   // the version column is a timestamp
+	pkType    string // the primary key's type; "" with a custom query
 }
+
+var _ IDChecker = (*TableLoader)(nil)
 
 // NewTableLoader prepares a TableLoader: it checks that the table and
 // columns exist and reads their types.
@@ -129,7 +133,7 @@ func NewTableLoader(ctx context.Context, db *sql.DB, opts TableOptions) (*TableL
 		doc = "(SELECT row_to_json(x)::text FROM (SELECT " + strings.Join(cols, ", ") + ") x)"
 	}
 	sel := []string{q(opts.PrimaryKey) + "::text AS id", doc + " AS doc"}
-	l := &TableLoader{db: db}
+	l := &TableLoader{db: db, pkType: pkType}
 	if opts.SoftDeleteColumn != "" {
 		if _, err := colType(opts.SoftDeleteColumn); err != nil {
 			return nil, err
@@ -163,6 +167,36 @@ func NewTableLoader(ctx context.Context, db *sql.DB, opts TableOptions) (*TableL
 	return l, nil
 }
 
+// CheckID implements IDChecker: for an integer primary key (smallint,
+// integer, bigint), an id must be an integer of the key's range written
+// as PostgreSQL prints it ("7", not "07" or "7.0"), or it could never
+// name a row. Other key types accept any id; the database has the last
+// word on those.
+func (l *TableLoader) CheckID(id string) error {
+	bits := 0
+	switch l.pkType {
+	case "smallint":
+		bits = 16
+	case "integer":
+		bits = 32
+	case "bigint":
+		bits = 64
+	default:
+		return nil
+	}
+	n, err := strconv.ParseInt(id, 10, bits)
+	if err != nil {
+		return fmt.Errorf("not a %s (the primary key's type)", l.pkType)
+	}
+	// ParseInt also takes "+7", "07" and "-0"; checked without allocating,
+	// as this runs for every message.
+	digits := strings.TrimPrefix(id, "-")
+	if id[0] == '+' || (digits[0] == '0' && (len(digits) > 1 || len(digits) < len(id))) {
+		return fmt.Errorf("not written as PostgreSQL writes the %s %d", l.pkType, n)
+	}
+	return nil
+}
+
 // Load implements Loader.
 func (l *TableLoader) Load(ctx context.Context, ids []string) ([]Document, error) {
 	rows, err := l.db.QueryContext(ctx, l.query, ids)
@@ -174,40 +208,54 @@ func (l *TableLoader) Load(ctx context.Context, ids []string) ([]Document, error
 	if err != nil {
 		return nil, fmt.Errorf("elastic: load rows: %w", err)
 	}
-	docs := make([]Document, 0, len(ids))
-	for rows.Next() {
-		var (
-			d       Document
-			src     sql.RawBytes
-			version sql.NullInt64
-			deleted sql.NullBool
-			routing sql.NullString
-		)
-		dest := make([]any, len(cols))
-		for i, c := range cols {
-			switch c {
-			case "id":
-				dest[i] = &d.ID
-			case "doc":
-				dest[i] = &src
-			case "version":
-				dest[i] = &version
-			case "deleted":
-				dest[i] = &deleted
-			case "routing":
-				dest[i] = &routing
-			default:
-				dest[i] = new(any)
-			}
+	// The scan targets are made once, not per row; the sources are copied
+	// into one buffer that the documents share (each capped to its own
+	// bytes).
+	var (
+		id      string
+		src     sql.RawBytes
+		version sql.NullInt64
+		deleted sql.NullBool
+		routing sql.NullString
+		other   any
+	)
+	dest := make([]any, len(cols))
+	for i, c := range cols {
+		switch c {
+		case "id":
+			dest[i] = &id
+		case "doc":
+			dest[i] = &src
+		case "version":
+			dest[i] = &version
+		case "deleted":
+			dest[i] = &deleted
+		case "routing":
+			dest[i] = &routing
+		default:
+			dest[i] = &other
 		}
+	}
+	docs := make([]Document, 0, len(ids))
+	var arena []byte
+	ends := make([]int, 0, len(ids))
+	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("elastic: scan row: %w", err)
 		}
-		d.Source = json.RawMessage(append([]byte(nil), src...))
-		d.Version, d.HasVersion = version.Int64, version.Valid
-		d.Deleted = deleted.Bool
-		d.Routing = routing.String
-		docs = append(docs, d)
+		arena = append(arena, src...)
+		ends = append(ends, len(arena))
+		docs = append(docs, Document{
+			ID:      id,
+			Version: version.Int64, HasVersion: version.Valid,
+			Deleted: deleted.Bool,
+			Routing: routing.String,
+		})
+	}
+	start := 0
+	for i, end := range ends {
+		docs[i].Source = json.RawMessage(arena[start:end:end])
+		start = end
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("elastic: load rows: %w", err)

@@ -2,9 +2,11 @@
 # Ensures the PostgreSQL and Redis servers used by the tests and the demo are
 # answering, and that the test role and database exist:
 #
-#   Redis       127.0.0.1:6379
-#   PostgreSQL  127.0.0.1:5432, role redstream (password redstream),
-#               database redstream_test owned by it
+#   Redis          127.0.0.1:6379
+#   Redis Cluster  127.0.0.1:30001-30003, three masters (REDIS_CLUSTER_PORTS;
+#                  scripts/redis-cluster.sh)
+#   PostgreSQL     127.0.0.1:5432, role redstream (password redstream),
+#                  database redstream_test owned by it
 #
 # Missing servers are installed from Debian's packages (when run as root) and
 # started. Safe to run any number of times; prints nothing when all is well.
@@ -89,6 +91,15 @@ ensure_redis() {
 		tail -n 20 /var/log/redis/ci.log >&2 2>/dev/null || true
 		die "Redis is not answering on $REDIS_HOST:$REDIS_PORT after ${WAIT_SECONDS}s"
 	fi
+}
+
+# -------------------------------------------------------- Redis Cluster
+
+# The local cluster of the Redis Cluster tests; redis-cluster.sh starts and
+# forms it when needed and is quiet otherwise.
+ensure_redis_cluster() {
+	bash "$(dirname "${BASH_SOURCE[0]}")/redis-cluster.sh" start ||
+		die "the Redis Cluster is not up; see the messages above"
 }
 
 # ----------------------------------------------------------- PostgreSQL
@@ -189,5 +200,6 @@ SQL
 }
 
 ensure_redis
+ensure_redis_cluster
 ensure_postgres
 ensure_test_database

@@ -30,6 +30,7 @@ const (
 	defaultStallTimeout    = 2 * time.Minute
 	defaultShutdownTimeout = 30 * time.Second
 	defaultESMaxRetries    = 5
+	defaultESTimeout       = time.Minute
 	defaultLogLevel        = "info"
 	defaultLogFormat       = "text"
 )
@@ -98,7 +99,10 @@ type ESConfig struct {
 	CAFile             string   `yaml:"ca_file"`
 	InsecureSkipVerify bool     `yaml:"insecure_skip_verify"`
 	MaxRetries         int      `yaml:"max_retries"`
+	Timeout            string   `yaml:"timeout"`
 	Refresh            string   `yaml:"refresh"`
+
+	timeout time.Duration
 }
 
 // WorkerConfig configures `redstream worker`.
@@ -133,6 +137,7 @@ type StreamConfig struct {
 	TrimConsumers    []string       `yaml:"trim_consumers"`
 	BatchSize        int            `yaml:"batch_size"`
 	MaxBulkBytes     int            `yaml:"max_bulk_bytes"`
+	MaxPayloadBytes  int            `yaml:"max_payload_bytes"`
 	Concurrency      int            `yaml:"concurrency"`
 	Delay            string         `yaml:"delay"`
 	TrimInterval     string         `yaml:"trim_interval"`
@@ -360,6 +365,10 @@ func (c *Config) validate() []string {
 	} else if es.MaxRetries == 0 {
 		es.MaxRetries = defaultESMaxRetries
 	}
+	es.timeout = p.duration("elasticsearch.timeout", es.Timeout, defaultESTimeout)
+	if es.Timeout != "" && es.timeout == 0 {
+		p.add("elasticsearch.timeout", "must be positive")
+	}
 	switch es.Refresh {
 	case "", "false", "true", "wait_for":
 	default:
@@ -486,8 +495,19 @@ func (c *Config) validateStream(p *problems, f string, s *StreamConfig, seen map
 	if !names[s.Consumer] {
 		p.add(f+".trim_consumers", "must include the stream's consumer %q, or the trimmer would delete messages it has not read", s.Consumer)
 	}
+	if len(c.Redis.Cluster.Addrs) > 0 && s.Name != "" && s.Shards >= 0 {
+		// The workers' scripts need every key of a stream in one slot.
+		keys := redstream.NewKeys(c.Redis.Namespace)
+		for _, name := range append([]string{s.Name}, s.Streams()...) {
+			if err := keys.CheckCluster(name, s.TrimConsumers...); err != nil {
+				p.add(f+".name", "%s", strings.TrimPrefix(err.Error(), "redstream: "))
+				break
+			}
+		}
+	}
 	p.nonNegative(f+".batch_size", s.BatchSize)
 	p.nonNegative(f+".max_bulk_bytes", s.MaxBulkBytes)
+	p.nonNegative(f+".max_payload_bytes", s.MaxPayloadBytes)
 	p.nonNegative(f+".concurrency", s.Concurrency)
 	s.delay = p.duration(f+".delay", s.Delay, defaultDelay)
 	s.trimInterval = p.duration(f+".trim_interval", s.TrimInterval, redstream.DefaultTrimInterval)

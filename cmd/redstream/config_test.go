@@ -88,6 +88,12 @@ func TestConfigProblems(t *testing.T) {
 			[]string{`log.level: must be debug, info, warn or error, not "loud"`}},
 		{"tls cert without key", strings.Replace(validConfig, "redis:\n", "redis:\n  tls:\n    cert_file: c.pem\n", 1) + validStream,
 			[]string{"redis.tls: cert_file and key_file go together"}},
+		{"negative max_payload_bytes", validConfig + validStream + "    max_payload_bytes: -1\n",
+			[]string{"streams[0].max_payload_bytes: must not be negative"}},
+		{"bad es timeout", strings.Replace(validConfig, "  urls:", "  timeout: soon\n  urls:", 1) + validStream,
+			[]string{`elasticsearch.timeout: "soon" is not a duration`}},
+		{"zero es timeout", strings.Replace(validConfig, "  urls:", "  timeout: 0s\n  urls:", 1) + validStream,
+			[]string{"elasticsearch.timeout: must be positive"}},
 		{"empty file", "", []string{"the file is empty"}},
 		{"two documents", validConfig + validStream + "---\nfoo: 1\n", []string{"more than one YAML document"}},
 	}
@@ -139,6 +145,8 @@ func TestConfigDefaultsAndEnv(t *testing.T) {
 		{"elasticsearch.urls", cfg.Elasticsearch.URLs, []string{"http://a:9200", "http://b:9200"}},
 		{"elasticsearch.username", cfg.Elasticsearch.Username, "elastic"},
 		{"elasticsearch.max_retries", cfg.Elasticsearch.MaxRetries, defaultESMaxRetries},
+		{"elasticsearch.timeout", cfg.Elasticsearch.timeout, defaultESTimeout},
+		{"max_payload_bytes", s.MaxPayloadBytes, 0}, // the consumer's default, DefaultMaxPayloadBytes
 		{"primary_key", s.PrimaryKey, "id"},
 		{"consumer", s.Consumer, "indexer"},
 		{"trim_consumers", s.TrimConsumers, []string{"indexer"}},

@@ -142,8 +142,24 @@ func newDB(ctx context.Context, cfg DatabaseConfig) (*sql.DB, error) {
 }
 
 // newES returns an Elasticsearch client that retries 429 and 502-504 with
-// exponential backoff and jitter, and checks that the cluster answers.
+// exponential backoff and jitter, bounds each attempt by
+// elasticsearch.timeout, and checks that the cluster answers.
 func newES(ctx context.Context, cfg ESConfig) (*elasticsearch.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if cfg.CAFile != "" || cfg.InsecureSkipVerify {
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // asked for in the config
+	}
+	if cfg.CAFile != "" {
+		pool, err := certPool(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("elasticsearch.ca_file: %w", err)
+		}
+		tr.TLSClientConfig.RootCAs = pool
+	}
+	var rt http.RoundTripper = tr
+	if cfg.timeout > 0 {
+		rt = &timeoutTransport{rt: tr, timeout: cfg.timeout}
+	}
 	c := elasticsearch.Config{
 		Addresses:     cfg.URLs,
 		Username:      cfg.Username,
@@ -152,19 +168,7 @@ func newES(ctx context.Context, cfg ESConfig) (*elasticsearch.Client, error) {
 		RetryOnStatus: []int{http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout},
 		MaxRetries:    cfg.MaxRetries,
 		RetryBackoff:  esBackoff,
-	}
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("elasticsearch.ca_file: %w", err)
-		}
-		c.CACert = pem
-	}
-	if cfg.InsecureSkipVerify {
-		c.Transport = &http.Transport{
-			Proxy:           http.ProxyFromEnvironment,
-			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // asked for in the config
-		}
+		Transport:     rt,
 	}
 	es, err := elasticsearch.NewClient(c)
 	if err != nil {
@@ -181,6 +185,44 @@ func newES(ctx context.Context, cfg ESConfig) (*elasticsearch.Client, error) {
 		return nil, fmt.Errorf("connect to Elasticsearch: %s", res.Status())
 	}
 	return es, nil
+}
+
+// timeoutTransport bounds each request attempt to Elasticsearch, reading
+// the response body included. A node that stops answering (a hung
+// process, a connection that died without a reset) then fails the attempt,
+// which the client retries and the consumer backs off from, instead of
+// holding the worker on a request that never ends.
+type timeoutTransport struct {
+	rt      http.RoundTripper
+	timeout time.Duration
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *timeoutTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(req.Context(), t.timeout)
+	res, err := t.rt.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		timedOut := ctx.Err() != nil && req.Context().Err() == nil
+		cancel()
+		if timedOut {
+			return nil, fmt.Errorf("no answer within elasticsearch.timeout (%v): %w", t.timeout, err)
+		}
+		return nil, err
+	}
+	res.Body = &cancelBody{ReadCloser: res.Body, cancel: cancel}
+	return res, nil
+}
+
+// cancelBody ends its request's context when the body is closed.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 // esBackoff is the pause before the client's attempt-th retry: 100ms

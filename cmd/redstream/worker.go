@@ -163,7 +163,7 @@ func buildWorkers(ctx context.Context, cfg *Config, svc *services, log *slog.Log
 				ch = wrap(h, name, s.Consumer)
 			}
 			c, err := redstream.NewConsumer(svc.rdb, name, s.Consumer, ch, &redstream.ConsumerOptions{
-				Namespace: ns, BatchSize: s.BatchSize, LockTTL: ttl, Logger: log,
+				Namespace: ns, BatchSize: s.BatchSize, LockTTL: ttl, MaxPayloadBytes: s.MaxPayloadBytes, Logger: log,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", field, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
 )
 
@@ -41,6 +42,17 @@ func handleBulk(rc *reqCtx) (int, any, *esError) {
 	}
 
 	h := rc.h
+	if h.takeDropBulk() {
+		// The node fails halfway: half the actions are applied, and the
+		// connection goes down without an answer.
+		h.mu.Lock()
+		now := h.now()
+		for _, op := range ops[:len(ops)/2] {
+			h.execWrite(op, now)
+		}
+		h.mu.Unlock()
+		panic(http.ErrAbortHandler)
+	}
 	h.mu.Lock()
 	now := h.now()
 	errors := false

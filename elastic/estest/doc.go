@@ -137,7 +137,8 @@
 //
 // RejectNext (whole-request 429 es_rejected_execution_exception), FailNext
 // (5xx with an error body), DropNext (connection closed without a response),
-// SetLatency and FailItem (per-document item failures, for instance
-// item-level 429s) are safe for concurrent use, as are the inspection helpers
-// Doc, Count and Requests, which bypass HTTP and refresh.
+// DropBulkNext (half of a _bulk applied, then the connection closed without
+// a response), SetLatency and FailItem (per-document item failures, for
+// instance item-level 429s) are safe for concurrent use, as are the
+// inspection helpers Doc, Count and Requests, which bypass HTTP and refresh.
 package estest

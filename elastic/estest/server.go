@@ -91,6 +91,7 @@ type Handler struct {
 	fail      int
 	failCode  int
 	drop      int
+	dropBulk  int
 	latency   time.Duration
 	itemFails map[string]*itemFault
 
@@ -192,6 +193,29 @@ func (h *Handler) DropNext(n int) {
 	h.faultMu.Lock()
 	h.drop = n
 	h.faultMu.Unlock()
+}
+
+// DropBulkNext makes the next n _bulk requests end as when the node
+// coordinating them fails in the middle of the bulk: the first half of each
+// request's actions (rounded down) are applied, the others are not, and
+// the connection is closed without a response. The client cannot tell
+// which actions took effect; sending the whole request again is how it
+// recovers. Other requests are served as usual and do not count.
+func (h *Handler) DropBulkNext(n int) {
+	h.faultMu.Lock()
+	h.dropBulk = n
+	h.faultMu.Unlock()
+}
+
+// takeDropBulk consumes one DropBulkNext fault, if any.
+func (h *Handler) takeDropBulk() bool {
+	h.faultMu.Lock()
+	defer h.faultMu.Unlock()
+	if h.dropBulk <= 0 {
+		return false
+	}
+	h.dropBulk--
+	return true
 }
 
 // SetLatency adds d before every response (0 turns it off).

@@ -7,9 +7,10 @@
 // leave nothing behind. The helpers are safe for concurrent use.
 //
 // The servers are located through the REDIS_URL and DATABASE_URL environment
-// variables, falling back to the addresses used by `make services`. An
-// unreachable server fails the test (it is never skipped), with a hint on how
-// to start it.
+// variables, and the Redis Cluster of [RedisCluster] through
+// REDIS_CLUSTER_ADDRS, falling back to the addresses used by `make services`.
+// An unreachable server fails the test (it is never skipped), with a hint on
+// how to start it.
 package testenv
 
 import (

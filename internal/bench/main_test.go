@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{
+		{[]float64{3}, 3},
+		{[]float64{3, 1, 2}, 2},
+		{[]float64{4, 1, 3, 2}, 2.5},
+	} {
+		if got := median(tc.in); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+	if got := median(nil); !math.IsNaN(got) {
+		t.Errorf("median(nil) = %v, want NaN", got)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	ds := make([]time.Duration, 100)
+	for i := range ds {
+		ds[i] = time.Duration(i+1) * time.Millisecond
+	}
+	for q, want := range map[float64]time.Duration{0.5: 50 * time.Millisecond, 0.9: 90 * time.Millisecond, 0.99: 99 * time.Millisecond, 1: 100 * time.Millisecond} {
+		if got := percentile(ds, q); got != want {
+			t.Errorf("percentile(%v) = %v, want %v", q, got, want)
+		}
+	}
+	if got := percentile(ds[:1], 0.99); got != time.Millisecond {
+		t.Errorf("percentile of one = %v", got)
+	}
+}
+
+// TestReport: the fraction of a limit is taken run by run, and every
+// figure has a RESULT line that is JSON.
+func TestReport(t *testing.T) {
+	r := newReport("s", 2)
+	r.declare(figure{name: "limit", unit: "msg/s", higherBetter: true})
+	r.declare(figure{name: "ours", unit: "msg/s", higherBetter: true, limit: "limit", target: "≥ 1"})
+	r.declare(figure{name: "ratio", unit: "×", limit: "floor"})
+	r.declare(figure{name: "floor", unit: "×"})
+	for i, v := range [][4]float64{{100, 50, 1.5, 1.2}, {200, 150, 1.25, 1.25}} {
+		if err := r.run(i, func() error {
+			r.add("limit", v[0])
+			r.add("ours", v[1])
+			r.add("ratio", v[2])
+			r.add("floor", v[3])
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	r.print(&out)
+	got := map[string]resultLine{}
+	for _, l := range strings.Split(out.String(), "\n") {
+		if rest, ok := strings.CutPrefix(l, "RESULT "); ok {
+			var rl resultLine
+			if err := json.Unmarshal([]byte(rest), &rl); err != nil {
+				t.Fatalf("RESULT line is not JSON: %v: %s", err, rest)
+			}
+			got[rl.Figure] = rl
+		}
+	}
+	if len(got) != 4 {
+		t.Fatalf("%d RESULT lines, want 4:\n%s", len(got), out.String())
+	}
+	// Runs 50/100 and 150/200: fractions 0.5 and 0.75, median 0.625.
+	if f := got["ours"].Fraction; f == nil || *f != 0.625 {
+		t.Errorf("fraction of ours = %v, want 0.625", f)
+	}
+	// Lower is better: 1.2/1.5 and 1.25/1.25, median 0.9.
+	if f := got["ratio"].Fraction; f == nil || *f != 0.9 {
+		t.Errorf("fraction of ratio = %v, want 0.9", f)
+	}
+	if m := got["ours"].Median; m != 100 {
+		t.Errorf("median of ours = %v, want 100", m)
+	}
+	if len(got["ours"].Load) != 2 {
+		t.Errorf("load of %d runs, want 2", len(got["ours"].Load))
+	}
+}
+
+func TestRunUsage(t *testing.T) {
+	ctx := context.Background()
+	for _, args := range [][]string{{}, {"nosuch"}, {"-runs", "0", "create"}, {"-updates", "2", "latency"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(ctx, args, &stdout, &stderr); code != 2 {
+			t.Errorf("run(%q) = %d, want 2; stderr: %s", args, code, stderr.String())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(ctx, []string{"-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "latency") {
+		t.Errorf("-h = %d, %q", code, stderr.String())
+	}
+}
+
+func TestShorten(t *testing.T) {
+	cfg := config{runs: 5, createN: 2000, duration: 20 * time.Second, warmup: 3 * time.Second, rows: 1_000_000}
+	shorten(&cfg, map[string]bool{"rows": true})
+	if cfg.runs != 3 || cfg.createN != 400 || cfg.duration != 5*time.Second || cfg.rows != 1_000_000 {
+		t.Errorf("shorten = %+v", cfg)
+	}
+}
