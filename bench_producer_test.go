@@ -18,12 +18,13 @@ import (
 // pairDBs opens two *gorm.DB on one fresh schema: off without the plugin,
 // on with it.
 func pairDBs(b *testing.B) (off, on *gorm.DB) {
-	return pairDBsWith(b, false)
+	off, on, _ = pairDBsWith(b, false)
+	return off, on
 }
 
 // pairDBsWith is pairDBs with a choice of AsyncPublish for the plugin's
-// producer (closed at cleanup).
-func pairDBsWith(b *testing.B, async bool) (off, on *gorm.DB) {
+// producer (closed at cleanup), which it returns too.
+func pairDBsWith(b *testing.B, async bool) (off, on *gorm.DB, p *redstream.Producer) {
 	b.Helper()
 	rdb, ns := testenv.Redis(b)
 	dsn := testenv.Schema(b)
@@ -37,7 +38,7 @@ func pairDBsWith(b *testing.B, async bool) (off, on *gorm.DB) {
 		return db
 	}
 	off, on = open(), open()
-	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns, AsyncPublish: async})
+	p = redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns, AsyncPublish: async})
 	b.Cleanup(func() { p.Close(context.Background()) })
 	if err := on.Use(redstream.NewPlugin(p)); err != nil {
 		b.Fatal(err)
@@ -45,26 +46,32 @@ func pairDBsWith(b *testing.B, async bool) (off, on *gorm.DB) {
 	if err := off.AutoMigrate(&Product{}); err != nil {
 		b.Fatal(err)
 	}
-	return off, on
+	return off, on, p
 }
 
 // interleave times off and on alternately, so that both see the same
-// machine, and reports each one's time per op and their ratio.
-func interleave(b *testing.B, unit string, off, on func()) {
+// machine, and reports each one's time per op and their ratio. settle,
+// when not nil, runs untimed after each on, to wait for background work
+// that would otherwise slow down the next off.
+func interleave(b *testing.B, unit string, off, on, settle func()) {
 	var tOff, tOn time.Duration
+	timed := func(f func(), total *time.Duration, after func()) {
+		start := time.Now()
+		f()
+		*total += time.Since(start)
+		if after != nil {
+			after()
+		}
+	}
 	for i := 0; b.Loop(); i++ {
 		// Alternate which goes first, so neither always follows the other.
-		first, second := off, on
-		pFirst, pSecond := &tOff, &tOn
-		if i%2 == 1 {
-			first, second, pFirst, pSecond = on, off, &tOn, &tOff
+		if i%2 == 0 {
+			timed(off, &tOff, nil)
+			timed(on, &tOn, settle)
+		} else {
+			timed(on, &tOn, settle)
+			timed(off, &tOff, nil)
 		}
-		start := time.Now()
-		first()
-		mid := time.Now()
-		second()
-		*pFirst += mid.Sub(start)
-		*pSecond += time.Since(mid)
 	}
 	n := float64(b.N)
 	b.ReportMetric(float64(tOff.Microseconds())/n, "off-µs/"+unit)
@@ -84,7 +91,23 @@ func BenchmarkCreateSingle(b *testing.B) {
 			name = "publish=async"
 		}
 		b.Run(name, func(b *testing.B) {
-			off, on := pairDBsWith(b, async)
+			off, on, p := pairDBsWith(b, async)
+			// With AsyncPublish, wait (untimed) until the background
+			// writer has written each create's main-stream message.
+			var settle func()
+			if async {
+				var creates int64
+				settle = func() {
+					creates++
+					deadline := time.Now().Add(10 * time.Second)
+					for p.Stats().QueueMessages < creates {
+						if time.Now().After(deadline) {
+							b.Fatalf("main-stream message %d not written within 10 s", creates)
+						}
+						time.Sleep(20 * time.Microsecond)
+					}
+				}
+			}
 			interleave(b, "create",
 				func() {
 					if err := off.Create(&Product{Title: "bench", Price: 1}).Error; err != nil {
@@ -95,7 +118,7 @@ func BenchmarkCreateSingle(b *testing.B) {
 					if err := on.Create(&Product{Title: "bench", Price: 1}).Error; err != nil {
 						b.Fatal(err)
 					}
-				})
+				}, settle)
 		})
 	}
 }
@@ -119,7 +142,7 @@ func BenchmarkCreateTx1000(b *testing.B) {
 			}
 		}
 	}
-	interleave(b, "tx", run(off), run(on))
+	interleave(b, "tx", run(off), run(on), nil)
 }
 
 // BenchmarkProducerBulk: Producer.Bulk over 1,000 records with an empty fn:
@@ -155,34 +178,122 @@ func BenchmarkProducerBulk(b *testing.B) {
 	}
 }
 
+// BenchmarkProducerBulkVsRaw alternates Producer.Bulk over 1,000 records
+// with the same Redis work done with no framework (two pipelines of 1,000
+// XADDs whose arguments are built before the timer starts), op by op, so
+// that both see the same machine. It reports each one's msg/s and the
+// fraction of the raw rate Bulk reaches.
+func BenchmarkProducerBulkVsRaw(b *testing.B) {
+	const size = 1000
+	rdb, ns := testenv.Redis(b)
+	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
+	records := make([]Product, size)
+	for i := range records {
+		records[i].ID = int64(i + 1)
+	}
+	keys := redstream.NewKeys(ns)
+	rawKeys := []string{keys.Delay("raw"), keys.Stream("raw")}
+	args := make([][][]any, len(rawKeys))
+	for k, key := range rawKeys {
+		args[k] = make([][]any, size)
+		for i := range size {
+			args[k][i] = []any{"xadd", key, "*", "payload", fmt.Sprintf(`{"id":%d}`, i+1)}
+		}
+	}
+	ctx := context.Background()
+	noop := func(context.Context) error { return nil }
+	raw := func() {
+		for k := range rawKeys {
+			_, err := rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+				for _, a := range args[k] {
+					pipe.Do(ctx, a...)
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	bulk := func() {
+		if err := p.Bulk(ctx, records, noop); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var tBulk, tRaw time.Duration
+	timed := func(f func(), total *time.Duration) {
+		start := time.Now()
+		f()
+		*total += time.Since(start)
+	}
+	msgs := 0
+	for i := 0; b.Loop(); i++ {
+		if i%2 == 0 {
+			timed(bulk, &tBulk)
+			timed(raw, &tRaw)
+		} else {
+			timed(raw, &tRaw)
+			timed(bulk, &tBulk)
+		}
+		if msgs += 2 * size; msgs >= 1_000_000 {
+			// Keep Redis memory bounded across long runs.
+			b.StopTimer()
+			rdb.Del(ctx, p.Keys().Stream("products"), p.Keys().Delay("products"), rawKeys[0], rawKeys[1])
+			msgs = 0
+			b.StartTimer()
+		}
+	}
+	n := float64(2 * size * b.N)
+	b.ReportMetric(n/tBulk.Seconds(), "bulk-msg/s")
+	b.ReportMetric(n/tRaw.Seconds(), "raw-msg/s")
+	b.ReportMetric(tRaw.Seconds()/tBulk.Seconds(), "bulk/raw")
+}
+
 // BenchmarkRawXAdd is the limit Producer.Bulk is measured against:
 // pipelined XADDs of pre-built payloads, 1,000 per round trip, with no
-// framework.
+// framework (each command's arguments are built before the timer starts).
 func BenchmarkRawXAdd(b *testing.B) {
 	rdb, ns := testenv.Redis(b)
 	key := redstream.NewKeys(ns).Stream("raw")
 	ctx := context.Background()
-	payloads := make([]string, 1000)
-	for i := range payloads {
-		payloads[i] = fmt.Sprintf(`{"id":%d}`, i+1)
+	args := make([][]any, 1000)
+	for i := range args {
+		args[i] = []any{"xadd", key, "*", "payload", fmt.Sprintf(`{"id":%d}`, i+1)}
 	}
 	var msgs int
 	for b.Loop() {
 		_, err := rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-			for _, pl := range payloads {
-				pipe.Do(ctx, "xadd", key, "*", "payload", pl)
+			for _, a := range args {
+				pipe.Do(ctx, a...)
 			}
 			return nil
 		})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if msgs += len(payloads); msgs >= 2_000_000 {
+		if msgs += len(args); msgs >= 2_000_000 {
 			b.StopTimer()
 			rdb.Del(ctx, key)
 			msgs = 0
 			b.StartTimer()
 		}
 	}
-	b.ReportMetric(float64(len(payloads)*b.N)/b.Elapsed().Seconds(), "msg/s")
+	b.ReportMetric(float64(len(args)*b.N)/b.Elapsed().Seconds(), "msg/s")
+}
+
+// BenchmarkProducerQueueOne: one main-stream message per call, back to
+// back, as the plugin writes a single-row transaction's messages: one
+// Redis round trip each.
+func BenchmarkProducerQueueOne(b *testing.B) {
+	rdb, ns := testenv.Redis(b)
+	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
+	ctx := context.Background()
+	rec := Product{ID: 42}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Queue(ctx, &rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rdb.Del(ctx, p.Keys().Stream("products"))
 }

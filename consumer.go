@@ -697,6 +697,7 @@ type errorLimiter struct {
 	failing    bool
 	last       time.Time
 	suppressed int
+	warn       bool // log at Warn, not Error: an expected, passing state
 }
 
 func (e *errorLimiter) fail(ctx context.Context, log *slog.Logger, msg string, err error, attrs ...any) {
@@ -709,7 +710,11 @@ func (e *errorLimiter) fail(ctx context.Context, log *slog.Logger, msg string, e
 	if e.suppressed > 0 {
 		attrs = append(attrs, "repeated", e.suppressed)
 	}
-	log.ErrorContext(ctx, msg, attrs...)
+	level := slog.LevelError
+	if e.warn {
+		level = slog.LevelWarn
+	}
+	log.Log(ctx, level, msg, attrs...)
 	e.failing, e.last, e.suppressed = true, now, 0
 }
 

@@ -457,6 +457,23 @@ func (p *Producer) pipeline(ctx context.Context, delay bool, entries []entry) er
 // pipelineOn sends entries' XADDs, and a WAIT when wait is set, in one
 // pipeline on c.
 func (p *Producer) pipelineOn(ctx context.Context, c redis.Cmdable, delay, wait bool, entries []entry) error {
+	kind := "main-stream"
+	if delay {
+		kind = "delay"
+	}
+	if d, ok := c.(doer); ok && len(entries) == 1 && !wait {
+		// One message (a single-row write): a plain command costs the same
+		// round trip and a few microseconds less than a pipeline of one.
+		e := entries[0]
+		key := p.keys.Stream(e.stream)
+		if delay {
+			key = p.keys.Delay(e.stream)
+		}
+		if err := d.Do(ctx, "xadd", key, "*", "payload", e.payload).Err(); err != nil {
+			return fmt.Errorf("redstream: write 1 %s messages: %w", kind, err)
+		}
+		return nil
+	}
 	var waitCmd *redis.Cmd
 	cmds, err := c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		// The arguments of every XADD share one backing array, and each
@@ -486,10 +503,6 @@ func (p *Producer) pipelineOn(ctx context.Context, c redis.Cmdable, delay, wait 
 		return nil
 	})
 	if err != nil {
-		kind := "main-stream"
-		if delay {
-			kind = "delay"
-		}
 		return fmt.Errorf("redstream: write %d %s messages: %w", len(entries), kind, firstErr(cmds, err))
 	}
 	if waitCmd != nil {
@@ -502,6 +515,11 @@ func (p *Producer) pipelineOn(ctx context.Context, c redis.Cmdable, delay, wait 
 		}
 	}
 	return nil
+}
+
+// doer is the part of a Redis client that sends one command.
+type doer interface {
+	Do(ctx context.Context, args ...any) *redis.Cmd
 }
 
 // clusterPipeline groups entries by the master that owns their stream key,

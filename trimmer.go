@@ -153,7 +153,9 @@ func (t *Trimmer) Run(ctx context.Context) error {
 		return errors.New("redstream: trimmer already running")
 	}
 	defer t.running.Store(false)
-	var errs, blocked errorLimiter
+	// A consumer without an offset yet is normal at start-up: a warning.
+	var errs errorLimiter
+	blocked := errorLimiter{warn: true}
 	for {
 		_, err := t.Trim(ctx)
 		switch {

@@ -175,23 +175,33 @@ func newPKWalker(ctx context.Context, db *sql.DB, s *StreamConfig, to string) (*
 	return w, nil
 }
 
-// where returns the condition "key after after and up to w.to".
-func (w *pkWalker) where() string {
-	return fmt.Sprintf("($1::text IS NULL OR t.%[1]s > $1::text::%[2]s) AND ($2::text IS NULL OR t.%[1]s <= $2::text::%[2]s)", w.pk, w.pkType)
-}
-
-func nullable(s string) any {
-	if s == "" {
-		return nil
+// where returns the condition "key after after and up to w.to", with
+// only the bounds that are set, and its arguments ($1, $2, …). A bound
+// left out rather than passed as NULL keeps each page an index range scan
+// even under a generic plan (plan_cache_mode, poolers that prepare).
+func (w *pkWalker) where(after string) (string, []any) {
+	var conds []string
+	var args []any
+	for _, b := range []struct{ op, v string }{{">", after}, {"<=", w.to}} {
+		if b.v == "" {
+			continue
+		}
+		args = append(args, b.v)
+		conds = append(conds, fmt.Sprintf("t.%s %s $%d::text::%s", w.pk, b.op, len(args), w.pkType))
 	}
-	return s
+	if len(conds) == 0 {
+		return "TRUE", nil
+	}
+	return strings.Join(conds, " AND "), args
 }
 
 // next returns up to n keys after after, in order.
 func (w *pkWalker) next(ctx context.Context, after string, n int) ([]string, error) {
 	// Order by the column, not by its text (an output column named like it).
-	q := fmt.Sprintf("SELECT t.%[1]s::text AS k FROM %[2]s t WHERE %[3]s ORDER BY t.%[1]s LIMIT $3", w.pk, w.table, w.where())
-	rows, err := w.db.QueryContext(ctx, q, nullable(after), nullable(w.to), n)
+	cond, args := w.where(after)
+	args = append(args, n)
+	q := fmt.Sprintf("SELECT t.%[1]s::text AS k FROM %[2]s t WHERE %[3]s ORDER BY t.%[1]s LIMIT $%[4]d", w.pk, w.table, cond, len(args))
+	rows, err := w.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read keys: %w", err)
 	}
@@ -218,8 +228,9 @@ func (w *pkWalker) estimate(ctx context.Context, after string) int64 {
 		return int64(est)
 	}
 	var n int64
-	q := fmt.Sprintf("SELECT count(*) FROM %s t WHERE %s", w.table, w.where())
-	if err := w.db.QueryRowContext(ctx, q, nullable(after), nullable(w.to)).Scan(&n); err != nil {
+	cond, args := w.where(after)
+	q := fmt.Sprintf("SELECT count(*) FROM %s t WHERE %s", w.table, cond)
+	if err := w.db.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
 		return -1
 	}
 	return n

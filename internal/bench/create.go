@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,14 +35,18 @@ func (product) TableName() string { return "products" }
 const insertSQL = `INSERT INTO "products" ("title","price","updated_at","deleted_at") VALUES ($1,$2,$3,$4) RETURNING "id"`
 
 // createVariant is one way of creating a row, timed create by create.
+// settle, when set, waits (untimed) for the background work a create
+// left behind, so that it does not slow down the next variant's create.
 type createVariant struct {
 	name, desc string
 	fn         func(ctx context.Context) error
+	settle     func(ctx context.Context) error
 	durs       []time.Duration
 }
 
 // runCreate times one create per implicit transaction in six ways,
-// interleaved create by create so that all see the same machine:
+// interleaved create by create in a fresh random order each round, so that
+// all see the same machine and none always follows the same other:
 //
 //	sql          BEGIN, INSERT … RETURNING, COMMIT with database/sql (pgx)
 //	sql+redis    the same with an XADD to the delay stream before COMMIT and
@@ -58,13 +65,16 @@ func runCreate(ctx context.Context, cfg *config, rep *report) error {
 	}
 	defer s.close()
 
+	// One connection pool for every variant: they all run on the same
+	// PostgreSQL connection (and backend process), as an application's
+	// writes would, and none pays for waking a backend of its own.
 	sqlDB, err := s.openDB(ctx)
 	if err != nil {
 		return err
 	}
 	defer sqlDB.Close()
 	openGORM := func() (*gorm.DB, error) {
-		return gorm.Open(postgres.Open(s.dsn), &gorm.Config{Logger: logger.Discard})
+		return gorm.Open(postgres.New(postgres.Config{Conn: sqlDB}), &gorm.Config{Logger: logger.Discard})
 	}
 	gormOff, err := openGORM()
 	if err != nil {
@@ -79,29 +89,29 @@ func runCreate(ctx context.Context, cfg *config, rep *report) error {
 			c()
 		}
 	}()
-	closeGORM := func(db *gorm.DB) {
-		if d, err := db.DB(); err == nil {
-			closers = append(closers, func() { d.Close() })
-		}
-	}
-	closeGORM(gormOff)
-	withPlugin := func(async bool) (*gorm.DB, error) {
+	withPlugin := func(async bool) (*gorm.DB, *redstream.Producer, error) {
 		db, err := openGORM()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		closeGORM(db)
 		p := redstream.NewProducer(s.rdb, &redstream.ProducerOptions{Namespace: s.ns, AsyncPublish: async})
 		closers = append(closers, func() { p.Close(context.Background()) })
-		return db, db.Use(redstream.NewPlugin(p))
+		return db, p, db.Use(redstream.NewPlugin(p))
 	}
-	gormOn, err := withPlugin(false)
+	gormOn, _, err := withPlugin(false)
 	if err != nil {
 		return err
 	}
-	gormOnAsync, err := withPlugin(true)
+	gormOnAsync, asyncProducer, err := withPlugin(true)
 	if err != nil {
 		return err
+	}
+	// The async plugin's background writer has written every main-stream
+	// message once QueueMessages reaches the number of its creates.
+	var asyncCreates int64
+	settlePlugin := func(ctx context.Context) error {
+		asyncCreates++
+		return waitFor(ctx, func() bool { return asyncProducer.Stats().QueueMessages >= asyncCreates })
 	}
 
 	delayKey, mainKey := s.keys.Delay("products"), s.keys.Stream("products")
@@ -158,10 +168,11 @@ func runCreate(ctx context.Context, cfg *config, rep *report) error {
 	variants := []*createVariant{
 		{name: "sql", desc: "BEGIN/INSERT/COMMIT, database/sql", fn: func(ctx context.Context) error { return rawCreate(ctx, false, false) }},
 		{name: "sql+redis", desc: "the same + XADD delay before COMMIT + XADD main after, go-redis, no framework", fn: func(ctx context.Context) error { return rawCreate(ctx, true, false) }},
-		{name: "sql+redis/async", desc: "the same, main-stream XADD by a background writer", fn: func(ctx context.Context) error { return rawCreate(ctx, true, true) }},
+		{name: "sql+redis/async", desc: "the same, main-stream XADD by a background writer", fn: func(ctx context.Context) error { return rawCreate(ctx, true, true) },
+			settle: func(ctx context.Context) error { return waitFor(ctx, async.idle) }},
 		{name: "gorm", desc: "GORM, no plugin", fn: gormCreate(gormOff)},
 		{name: "plugin", desc: "GORM + plugin", fn: gormCreate(gormOn)},
-		{name: "plugin/async", desc: "GORM + plugin, AsyncPublish", fn: gormCreate(gormOnAsync)},
+		{name: "plugin/async", desc: "GORM + plugin, AsyncPublish", fn: gormCreate(gormOnAsync), settle: settlePlugin},
 	}
 	byName := map[string]*createVariant{}
 	for _, v := range variants {
@@ -183,14 +194,19 @@ func runCreate(ctx context.Context, cfg *config, rep *report) error {
 				if ctx.Err() != nil {
 					return errStopped
 				}
-				for k := range variants {
-					v := variants[(i+k)%len(variants)]
+				for _, k := range rand.Perm(len(variants)) {
+					v := variants[k]
 					start := time.Now()
 					if err := v.fn(ctx); err != nil {
 						return fmt.Errorf("%s: %w", v.name, err)
 					}
 					if i >= warm {
 						v.durs = append(v.durs, time.Since(start))
+					}
+					if v.settle != nil {
+						if err := v.settle(ctx); err != nil {
+							return fmt.Errorf("%s: %w", v.name, err)
+						}
 					}
 				}
 				if i == warm-1 {
@@ -307,6 +323,21 @@ func loneXAdds(ctx context.Context, rdb *redis.Client, key string, n int) ([][]t
 	return out, rdb.Del(ctx, key).Err()
 }
 
+// waitFor polls done until it reports true, for at most 10 s.
+func waitFor(ctx context.Context, done func() bool) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for !done() {
+		if ctx.Err() != nil {
+			return errStopped
+		}
+		if time.Now().After(deadline) {
+			return errors.New("background write did not finish within 10 s")
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+	return nil
+}
+
 func meanUS(ds []time.Duration) float64 {
 	if len(ds) == 0 {
 		return 0
@@ -331,10 +362,11 @@ func medianUS(ds []time.Duration) float64 {
 // goroutine that writes queued payloads, as many per pipeline as are
 // waiting.
 type rawPublisher struct {
-	rdb  *redis.Client
-	key  string
-	ch   chan string
-	done sync.WaitGroup
+	rdb     *redis.Client
+	key     string
+	ch      chan string
+	done    sync.WaitGroup
+	pending atomic.Int64 // payloads queued and not yet written
 }
 
 func newRawPublisher(rdb *redis.Client, key string) *rawPublisher {
@@ -344,7 +376,13 @@ func newRawPublisher(rdb *redis.Client, key string) *rawPublisher {
 	return p
 }
 
-func (p *rawPublisher) publish(payload string) { p.ch <- payload }
+func (p *rawPublisher) publish(payload string) {
+	p.pending.Add(1)
+	p.ch <- payload
+}
+
+// idle reports whether every queued payload is written.
+func (p *rawPublisher) idle() bool { return p.pending.Load() == 0 }
 
 func (p *rawPublisher) close() {
 	close(p.ch)
@@ -370,13 +408,14 @@ func (p *rawPublisher) loop() {
 		}
 		if len(batch) == 1 {
 			_ = p.rdb.Do(ctx, "xadd", p.key, "*", "payload", batch[0]).Err()
-			continue
+		} else {
+			_, _ = p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+				for _, pl := range batch {
+					pipe.Do(ctx, "xadd", p.key, "*", "payload", pl)
+				}
+				return nil
+			})
 		}
-		_, _ = p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-			for _, pl := range batch {
-				pipe.Do(ctx, "xadd", p.key, "*", "payload", pl)
-			}
-			return nil
-		})
+		p.pending.Add(-int64(len(batch)))
 	}
 }

@@ -91,7 +91,7 @@ func runLatency(ctx context.Context, cfg *config, rep *report) error {
 		return err
 	}
 	defer workerSQL.Close()
-	es, index, esClose, err := latencyES(ctx)
+	es, index, esClose, err := latencyES()
 	if err != nil {
 		return err
 	}
@@ -118,6 +118,11 @@ func runLatency(ctx context.Context, cfg *config, rep *report) error {
 	}
 	t, err := redstream.NewTrimmer(workerRedis, "products", []string{"indexer"}, &redstream.TrimmerOptions{Namespace: s.ns, Logger: quiet})
 	if err != nil {
+		return err
+	}
+	// The consumer starts from the beginning either way; with its offset
+	// set, the Trimmer does not report it as missing until the first commit.
+	if err := workerRedis.Set(ctx, s.keys.Offset("products", "indexer"), "0-0", 0).Err(); err != nil {
 		return err
 	}
 	wctx, stopWorkers := context.WithCancel(ctx)
@@ -431,7 +436,7 @@ func (a *ackHandler) HandleBatch(ctx context.Context, b *redstream.Batch) error 
 // latencyES returns a client and a fresh index name: on the cluster at
 // ELASTICSEARCH_URL when set, else on an in-process test server. The
 // returned func deletes the index or stops the server.
-func latencyES(ctx context.Context) (*elasticsearch.Client, string, func(), error) {
+func latencyES() (*elasticsearch.Client, string, func(), error) {
 	index := "bench-" + randomHex(4)
 	if url := os.Getenv("ELASTICSEARCH_URL"); url != "" {
 		es, err := elasticsearch.NewClient(elasticsearch.Config{
@@ -456,6 +461,5 @@ func latencyES(ctx context.Context) (*elasticsearch.Client, string, func(), erro
 		srv.Close()
 		return nil, "", nil, err
 	}
-	_ = ctx
 	return es, index, srv.Close, nil
 }

@@ -82,7 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.rate, "rate", 2000, "latency: target writes per second")
 	fs.DurationVar(&cfg.duration, "duration", 20*time.Second, "latency: measured time per run")
 	fs.DurationVar(&cfg.warmup, "warmup", 3*time.Second, "latency: unmeasured lead-in per run")
-	fs.IntVar(&cfg.writers, "writers", 64, "latency: writer goroutines (the schedule never waits for them)")
+	fs.IntVar(&cfg.writers, "writers", 16, "latency: writer goroutines, the application's concurrency (the schedule never waits for them)")
 	fs.Float64Var(&cfg.updates, "updates", 0.5, "latency: fraction of writes that update an existing row instead of creating one")
 	fs.BoolVar(&cfg.asyncPublish, "async", false, "latency: use ProducerOptions.AsyncPublish")
 	fs.IntVar(&cfg.rows, "rows", 1_000_000, "worker: rows in the table and messages in the backlog")

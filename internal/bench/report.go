@@ -41,6 +41,7 @@ type report struct {
 	figs     []*figure
 	byName   map[string]*figure
 	loads    [][2]float64 // 1-minute load average before and after each run
+	busy     []float64    // share of the machine's CPU time not idle during each run
 	notes    []string
 }
 
@@ -76,9 +77,10 @@ func (r *report) note(format string, args ...any) {
 
 // run calls fn as run i (from 0), recording the load average around it.
 func (r *report) run(i int, fn func() error) error {
-	before := loadAvg()
+	before, cpu := loadAvg(), cpuTimes()
 	err := fn()
 	r.loads = append(r.loads, [2]float64{before, loadAvg()})
+	r.busy = append(r.busy, busyShare(cpu, cpuTimes()))
 	if err != nil {
 		return fmt.Errorf("run %d: %w", i+1, err)
 	}
@@ -146,6 +148,7 @@ type resultLine struct {
 	LimitMedian *float64     `json:"limit_median,omitempty"`
 	Fraction    *float64     `json:"fraction,omitempty"`
 	Load        [][2]float64 `json:"load_1m"`
+	CPUBusy     []float64    `json:"cpu_busy"`
 }
 
 func (r *report) print(w io.Writer) {
@@ -175,6 +178,11 @@ func (r *report) print(w io.Writer) {
 		loads[i] = fmt.Sprintf("%.2f→%.2f", l[0], l[1])
 	}
 	fmt.Fprintf(w, "load average (1 min) before→after each run: %s\n", strings.Join(loads, ", "))
+	busy := make([]string, len(r.busy))
+	for i, b := range r.busy {
+		busy[i] = fmt.Sprintf("%.0f%%", 100*b)
+	}
+	fmt.Fprintf(w, "machine CPU busy during each run (all processes, this one included): %s\n", strings.Join(busy, ", "))
 	for _, n := range r.notes {
 		fmt.Fprintln(w, n)
 	}
@@ -184,7 +192,7 @@ func (r *report) print(w io.Writer) {
 		}
 		line := resultLine{
 			Scenario: r.scenario, Figure: f.name, Desc: f.desc, Unit: f.unit,
-			Median: round(median(f.values)), Runs: roundAll(f.values), Target: f.target, Load: r.loads,
+			Median: round(median(f.values)), Runs: roundAll(f.values), Target: f.target, Load: r.loads, CPUBusy: roundAll(r.busy),
 		}
 		if l, ok := r.byName[f.limit]; ok {
 			line.Limit = l.name
@@ -230,6 +238,40 @@ func loadAvg() float64 {
 		return math.NaN()
 	}
 	return v
+}
+
+// cpuTimes returns the machine's idle and total CPU time so far, in
+// clock ticks, from the first line of /proc/stat; zeros where there is none.
+func cpuTimes() [2]uint64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return [2]uint64{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return [2]uint64{}
+	}
+	var idle, total uint64
+	// user nice system idle iowait irq softirq steal; guest time is
+	// already counted in user and nice.
+	for i, v := range f[1:min(len(f), 9)] {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		total += n
+		if i == 3 || i == 4 { // idle, iowait
+			idle += n
+		}
+	}
+	return [2]uint64{idle, total}
+}
+
+// busyShare is the share of CPU time between two cpuTimes that was not
+// idle.
+func busyShare(a, b [2]uint64) float64 {
+	if b[1] <= a[1] {
+		return math.NaN()
+	}
+	return 1 - float64(b[0]-a[0])/float64(b[1]-a[1])
 }
 
 // machine describes where the figures were taken.

@@ -92,7 +92,7 @@ func runWorker(ctx context.Context, cfg *config, rep *report) error {
 			return err
 		}
 	}
-	rep.note("RSS is VmHWM from /proc/<pid>/status (sampled every 50 ms; for backfill the larger of that and the exit's ru_maxrss). Rates include process start-up.")
+	rep.note("RSS is VmHWM from /proc/<pid>/status, read every %s while the process runs and, for the worker, once more before it is stopped. Rates include process start-up.", sampleEvery)
 	return nil
 }
 
@@ -414,6 +414,11 @@ func (s *server) count(ctx context.Context, index string) (int, error) {
 	return 0, nil
 }
 
+// sampleEvery is how often a child's VmHWM is read. VmHWM only grows, so
+// a sample holds the peak so far; what a process adds in its last few
+// milliseconds before exiting may be missed.
+const sampleEvery = 20 * time.Millisecond
+
 // proc is a child process whose peak RSS is sampled while it runs.
 type proc struct {
 	cmd     *exec.Cmd
@@ -429,11 +434,14 @@ type proc struct {
 
 func startProc(ctx context.Context, path string, args ...string) (*proc, error) {
 	cmd := exec.Command(path, args...)
-	// Only what the process needs: no DATABASE_URL, REDIS_URL or
-	// ELASTICSEARCH_URL overriding its configuration.
+	// Only what the process needs, and the Go runtime's settings: no
+	// DATABASE_URL, REDIS_URL or ELASTICSEARCH_URL overriding its
+	// configuration.
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	if v := os.Getenv("GOMAXPROCS"); v != "" {
-		cmd.Env = append(cmd.Env, "GOMAXPROCS="+v)
+	for _, k := range []string{"GOMAXPROCS", "GOGC", "GOMEMLIMIT"} {
+		if v := os.Getenv(k); v != "" {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
 	}
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -443,7 +451,7 @@ func startProc(ctx context.Context, path string, args ...string) (*proc, error) 
 		return nil, err
 	}
 	go func() {
-		t := time.NewTicker(50 * time.Millisecond)
+		t := time.NewTicker(sampleEvery)
 		defer t.Stop()
 		for {
 			select {
@@ -459,14 +467,11 @@ func startProc(ctx context.Context, path string, args ...string) (*proc, error) 
 	}()
 	go func() {
 		err := cmd.Wait()
+		// Not ru_maxrss: Go starts children with vfork, and Linux counts
+		// the parent's peak, from before the exec, in the child's.
 		p.mu.Lock()
 		p.ended = time.Now()
 		p.waitErr = err
-		if st := cmd.ProcessState; st != nil {
-			if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
-				p.hwm = max(p.hwm, float64(ru.Maxrss)/1024) // ru_maxrss is in KiB on Linux
-			}
-		}
 		p.mu.Unlock()
 		close(p.done)
 	}()
