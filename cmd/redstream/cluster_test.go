@@ -10,9 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 
 	"github.com/redstream-go/redstream"
 	"github.com/redstream-go/redstream/elastic/estest"
@@ -52,22 +50,9 @@ func newClusterFixture(t *testing.T, streamYAML string) *clusterFixture {
 	f.rec = testenv.RecordCrossSlot(t, f.crdb)
 	t.Cleanup(func() { f.rec.Check(t) })
 	f.keys = redstream.NewKeys(f.ns)
-	db, err := gorm.Open(postgres.Open(f.dsn), &gorm.Config{Logger: logger.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	t.Cleanup(func() { _ = sqlDB.Close() })
-	if err := db.AutoMigrate(&clusterProduct{}); err != nil {
-		t.Fatal(err)
-	}
-	producer := redstream.NewProducer(f.crdb, &redstream.ProducerOptions{Namespace: f.ns})
-	if err := db.Use(redstream.NewPlugin(producer)); err != nil {
-		t.Fatal(err)
-	}
-	f.db = db
+	f.db = pluginDB(t, f.dsn, f.crdb, f.ns, &clusterProduct{})
 	dir := t.TempDir()
-	writeFile(t, dir, "products.json", `{"mappings":{"properties":{"id":{"type":"long"},"title":{"type":"text"},"price":{"type":"long"}}}}`)
+	writeMapping(t, dir)
 	addrs, _ := json.Marshal(testenv.RedisClusterAddrs())
 	f.config = writeFile(t, dir, "redstream.yaml", fmt.Sprintf(`
 redis:

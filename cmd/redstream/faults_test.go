@@ -18,9 +18,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 
 	"github.com/redstream-go/redstream"
 	"github.com/redstream-go/redstream/elastic/estest"
@@ -85,22 +83,9 @@ func newFaultFixture(t *testing.T, s faultSetup) *fixture {
 		f.rdb, f.ns = redis.NewClient(opts), "faults"
 		t.Cleanup(func() { _ = f.rdb.Close() })
 	}
-	db, err := gorm.Open(postgres.Open(f.dsn), &gorm.Config{Logger: logger.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	t.Cleanup(func() { _ = sqlDB.Close() })
-	if err := db.AutoMigrate(&product{}); err != nil {
-		t.Fatal(err)
-	}
-	producer := redstream.NewProducer(f.rdb, &redstream.ProducerOptions{Namespace: f.ns})
-	if err := db.Use(redstream.NewPlugin(producer)); err != nil {
-		t.Fatal(err)
-	}
-	f.db = db
+	f.db = pluginDB(t, f.dsn, f.rdb, f.ns, &product{})
 	dir := t.TempDir()
-	writeFile(t, dir, "products.json", `{"mappings":{"properties":{"id":{"type":"long"},"title":{"type":"text"},"price":{"type":"long"}}}}`)
+	writeMapping(t, dir)
 	f.config = writeFile(t, dir, "redstream.yaml", fmt.Sprintf(`
 redis:
   url: redis://unused:6379/0

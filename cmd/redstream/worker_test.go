@@ -49,22 +49,9 @@ func newFixture(t *testing.T, streamYAML string) *fixture {
 	t.Helper()
 	f := &fixture{dsn: testenv.Schema(t), es: estest.New(t), listen: freeAddr(t)}
 	f.rdb, f.ns = testenv.Redis(t)
-	db, err := gorm.Open(postgres.Open(f.dsn), &gorm.Config{Logger: logger.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	t.Cleanup(func() { _ = sqlDB.Close() })
-	if err := db.AutoMigrate(&product{}); err != nil {
-		t.Fatal(err)
-	}
-	producer := redstream.NewProducer(f.rdb, &redstream.ProducerOptions{Namespace: f.ns})
-	if err := db.Use(redstream.NewPlugin(producer)); err != nil {
-		t.Fatal(err)
-	}
-	f.db = db
+	f.db = pluginDB(t, f.dsn, f.rdb, f.ns, &product{})
 	dir := t.TempDir()
-	writeFile(t, dir, "products.json", `{"mappings":{"properties":{"id":{"type":"long"},"title":{"type":"text"},"price":{"type":"long"}}}}`)
+	writeMapping(t, dir)
 	f.config = writeFile(t, dir, "redstream.yaml", fmt.Sprintf(`
 redis:
   url: redis://unused:6379/0
@@ -89,6 +76,32 @@ streams:
 	// The environment overrides the file, as in production.
 	f.vars = map[string]string{"DATABASE_URL": f.dsn, "REDIS_URL": testenv.RedisURL(), "ELASTICSEARCH_URL": f.es.URL}
 	return f
+}
+
+// pluginDB opens dsn with GORM, migrates model and installs the plugin
+// with a producer on rdb in namespace ns.
+func pluginDB(t *testing.T, dsn string, rdb redis.UniversalClient, ns string, model any) *gorm.DB {
+	t.Helper()
+	db, err := gorm.Open(postgres.Open(dsn), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB, _ := db.DB()
+	t.Cleanup(func() { _ = sqlDB.Close() })
+	if err := db.AutoMigrate(model); err != nil {
+		t.Fatal(err)
+	}
+	producer := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
+	if err := db.Use(redstream.NewPlugin(producer)); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// writeMapping writes the products index's mapping to dir/products.json.
+func writeMapping(t *testing.T, dir string) {
+	t.Helper()
+	writeFile(t, dir, "products.json", `{"mappings":{"properties":{"id":{"type":"long"},"title":{"type":"text"},"price":{"type":"long"}}}}`)
 }
 
 func (f *fixture) status(t *testing.T) []streamStatus {
