@@ -64,22 +64,10 @@ func chaosSettings(t *testing.T) chaosConfig {
 // errRollback rolls a chaos transaction back on purpose.
 var errRollback = errors.New("rolled back on purpose")
 
-// chaosModel is the product model of a chaos run: product, or
-// clusterProduct for the Redis Cluster's braced stream name.
-type chaosModel interface {
-	~struct {
-		ID        uint64
-		Title     string
-		Price     int64
-		UpdatedAt time.Time
-		DeletedAt gorm.DeletedAt
-	}
-}
-
 // chaosWriter runs a mixed write load on the model M: creates (one row or
 // a slice), updates, soft deletes, restores, hard deletes, rolled-back
 // transactions and Producer.Bulk batch updates in raw SQL.
-type chaosWriter[M chaosModel] struct {
+type chaosWriter[M productModel] struct {
 	db       *gorm.DB
 	producer *redstream.Producer
 	rng      *rand.Rand
@@ -216,7 +204,7 @@ func TestClusterChaos(t *testing.T) {
 
 // runChaos runs a chaos test on f's stream, written through f.db with the
 // model M.
-func runChaos[M chaosModel](t *testing.T, f *fixture, producer *redstream.Producer, stream string) {
+func runChaos[M productModel](t *testing.T, f *fixture, producer *redstream.Producer, stream string) {
 	cfg := chaosSettings(t)
 	t.Logf("chaos %s: seed %d (CHAOS_SEED reproduces the writer's and the killer's choices)", stream, cfg.seed)
 	f.setWorkerOption(t, "lock_ttl", "2s", "1s")

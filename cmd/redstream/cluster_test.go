@@ -95,22 +95,11 @@ func (f *clusterFixture) run(t *testing.T, code int, args ...string) result {
 
 func (f *clusterFixture) create(t *testing.T, ps ...*clusterProduct) {
 	t.Helper()
-	for _, p := range ps {
-		if err := f.db.Create(p).Error; err != nil {
-			t.Fatal(err)
-		}
-	}
+	createRows(t, f.db, ps...)
 }
 
 // indexed reports whether every product is in the index with its title.
-func (f *clusterFixture) indexed(ps ...*clusterProduct) bool {
-	for _, p := range ps {
-		if title, _ := docTitle(f.es, p.ID); title != p.Title {
-			return false
-		}
-	}
-	return true
-}
+func (f *clusterFixture) indexed(ps ...*clusterProduct) bool { return indexedRows(f.es, ps...) }
 
 func (f *clusterFixture) deadLetters(t *testing.T) []deadLetter {
 	t.Helper()

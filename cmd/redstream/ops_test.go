@@ -10,6 +10,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/redstream-go/redstream/elastic/estest"
 )
 
 // within polls cond until it holds, failing the test after d.
@@ -41,24 +45,47 @@ func (f *fixture) setWorkerOption(t *testing.T, key, from, to string) {
 	}
 }
 
-func (f *fixture) create(t *testing.T, ps ...*product) {
+// productModel is a product model: product, or clusterProduct, which is
+// written to the Redis Cluster's braced stream name.
+type productModel interface {
+	~struct {
+		ID        uint64
+		Title     string
+		Price     int64
+		UpdatedAt time.Time
+		DeletedAt gorm.DeletedAt
+	}
+}
+
+// createRows creates each row through db.
+func createRows[M productModel](t *testing.T, db *gorm.DB, ps ...*M) {
 	t.Helper()
 	for _, p := range ps {
-		if err := f.db.WithContext(context.Background()).Create(p).Error; err != nil {
+		if err := db.WithContext(context.Background()).Create(p).Error; err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
-// indexed reports whether every product is in the index with its title.
-func (f *fixture) indexed(ps ...*product) bool {
-	for _, p := range ps {
-		if title, _ := docTitle(f.es, p.ID); title != p.Title {
+// indexedRows reports whether every row is in the products index with its
+// title.
+func indexedRows[M productModel](es *estest.Server, ps ...*M) bool {
+	for _, m := range ps {
+		p := product(*m)
+		if title, _ := docTitle(es, p.ID); title != p.Title {
 			return false
 		}
 	}
 	return true
 }
+
+func (f *fixture) create(t *testing.T, ps ...*product) {
+	t.Helper()
+	createRows(t, f.db, ps...)
+}
+
+// indexed reports whether every product is in the index with its title.
+func (f *fixture) indexed(ps ...*product) bool { return indexedRows(f.es, ps...) }
 
 func waitReady(t *testing.T, addr string) {
 	t.Helper()

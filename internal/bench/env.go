@@ -2,14 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,15 +28,15 @@ type space struct {
 // newSpace creates a fresh schema and picks a fresh namespace; close
 // removes both.
 func newSpace(ctx context.Context) (*space, error) {
-	suffix := randomHex(5)
+	suffix := testenv.RandomHex(5)
 	s := &space{schema: "bench_" + suffix, ns: "bench" + suffix}
 	s.keys = redstream.NewKeys(s.ns)
-	dsn, err := withSearchPath(testenv.DatabaseURL(), s.schema)
+	dsn, err := testenv.WithSearchPath(testenv.DatabaseURL(), s.schema)
 	if err != nil {
 		return nil, err
 	}
 	s.dsn = dsn
-	if err := adminExec(ctx, "CREATE SCHEMA "+pgx.Identifier{s.schema}.Sanitize()); err != nil {
+	if err := testenv.AdminExec(testenv.DatabaseURL(), "CREATE SCHEMA "+pgx.Identifier{s.schema}.Sanitize(), time.Minute); err != nil {
 		return nil, fmt.Errorf("create schema: %w", err)
 	}
 	if s.rdb, err = openRedis(ctx); err != nil {
@@ -56,16 +52,14 @@ func (s *space) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if s.rdb != nil {
-		_ = deleteKeys(ctx, s.rdb, s.ns+":*")
+		_ = testenv.DeleteNamespace(ctx, s.rdb, s.ns)
 		_ = s.rdb.Close()
 	}
 	s.dropSchema()
 }
 
 func (s *space) dropSchema() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	_ = adminExec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{s.schema}.Sanitize()+" CASCADE")
+	_ = testenv.AdminExec(testenv.DatabaseURL(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{s.schema}.Sanitize()+" CASCADE", 2*time.Minute)
 }
 
 // openDB opens the space's schema with database/sql.
@@ -112,56 +106,6 @@ func openRedis(ctx context.Context) (*redis.Client, error) {
 		return nil, fmt.Errorf("connect to Redis: %w", err)
 	}
 	return rdb, nil
-}
-
-func deleteKeys(ctx context.Context, rdb *redis.Client, pattern string) error {
-	var cursor uint64
-	for {
-		keys, next, err := rdb.Scan(ctx, cursor, pattern, 1000).Result()
-		if err != nil {
-			return err
-		}
-		if len(keys) > 0 {
-			if err := rdb.Unlink(ctx, keys...).Err(); err != nil {
-				return err
-			}
-		}
-		if next == 0 {
-			return nil
-		}
-		cursor = next
-	}
-}
-
-func adminExec(ctx context.Context, stmt string) error {
-	db, err := sql.Open("pgx", testenv.DatabaseURL())
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	_, err = db.ExecContext(ctx, stmt)
-	return err
-}
-
-// withSearchPath returns dsn with its search_path set to schema.
-func withSearchPath(dsn, schema string) (string, error) {
-	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
-		return strings.TrimSpace(dsn) + " search_path=" + schema, nil
-	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "", fmt.Errorf("DATABASE_URL: %w", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String(), nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // errStopped reports that the run was interrupted.

@@ -26,6 +26,7 @@ import (
 	"github.com/redstream-go/redstream"
 	"github.com/redstream-go/redstream/elastic"
 	"github.com/redstream-go/redstream/elastic/estest"
+	"github.com/redstream-go/redstream/internal/testenv"
 )
 
 // seedRows is how many rows exist before the first run, so that updates
@@ -437,7 +438,7 @@ func (a *ackHandler) HandleBatch(ctx context.Context, b *redstream.Batch) error 
 // ELASTICSEARCH_URL when set, else on an in-process test server. The
 // returned func deletes the index or stops the server.
 func latencyES() (*elasticsearch.Client, string, func(), error) {
-	index := "bench-" + randomHex(4)
+	index := "bench-" + testenv.RandomHex(4)
 	if url := os.Getenv("ELASTICSEARCH_URL"); url != "" {
 		es, err := elasticsearch.NewClient(elasticsearch.Config{
 			Addresses: strings.Split(url, ","),

@@ -363,7 +363,7 @@ type server struct {
 
 // startServer starts cmd/estest-server on a free loopback port.
 func startServer(ctx context.Context, bin string) (*server, error) {
-	f := filepath.Join(bin, "estest-url-"+randomHex(4))
+	f := filepath.Join(bin, "estest-url-"+testenv.RandomHex(4))
 	p, err := startProc(ctx, filepath.Join(bin, "estest-server"), "-listen", "127.0.0.1:0", "-url-file", f)
 	if err != nil {
 		return nil, err

@@ -113,14 +113,14 @@ func RedisOptions(t testing.TB, adjust func(*redis.Options)) (*redis.Client, str
 // through a new client built from rdb's options.
 func Namespace(t testing.TB, rdb redis.UniversalClient) string {
 	t.Helper()
-	ns := "t" + randomHex(5)
+	ns := "t" + RandomHex(5)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 		defer cancel()
-		err := deleteNamespace(ctx, rdb, ns)
+		err := DeleteNamespace(ctx, rdb, ns)
 		if errors.Is(err, redis.ErrClosed) {
 			if fresh := reopen(rdb); fresh != nil {
-				err = deleteNamespace(ctx, fresh, ns)
+				err = DeleteNamespace(ctx, fresh, ns)
 				_ = fresh.Close()
 			}
 		}
@@ -131,8 +131,8 @@ func Namespace(t testing.TB, rdb redis.UniversalClient) string {
 	return ns
 }
 
-// deleteNamespace deletes every key matching "<ns>:*" on every shard of rdb.
-func deleteNamespace(ctx context.Context, rdb redis.UniversalClient, ns string) error {
+// DeleteNamespace deletes every key matching "<ns>:*" on every shard of rdb.
+func DeleteNamespace(ctx context.Context, rdb redis.UniversalClient, ns string) error {
 	pattern := ns + ":*"
 	switch c := rdb.(type) {
 	case *redis.ClusterClient:
@@ -209,26 +209,27 @@ func reopen(rdb redis.UniversalClient) redis.UniversalClient {
 // Schema was called are closed before that.
 func Schema(t testing.TB) string {
 	t.Helper()
-	name := "t_" + randomHex(6)
-	dsn, err := withSearchPath(DatabaseURL(), name)
+	name := "t_" + RandomHex(6)
+	dsn, err := WithSearchPath(DatabaseURL(), name)
 	if err != nil {
 		t.Fatalf("testenv: DATABASE_URL: %v", err)
 	}
 	ident := pgx.Identifier{name}.Sanitize()
-	if err := adminExec(DatabaseURL(), "CREATE SCHEMA "+ident, connectTimeout); err != nil {
+	if err := AdminExec(DatabaseURL(), "CREATE SCHEMA "+ident, connectTimeout); err != nil {
 		t.Fatalf("testenv: create schema %s: %v\n%s", name, err, servicesHint)
 	}
 	t.Cleanup(func() {
-		if err := adminExec(DatabaseURL(), "DROP SCHEMA IF EXISTS "+ident+" CASCADE", cleanupTimeout); err != nil {
+		if err := AdminExec(DatabaseURL(), "DROP SCHEMA IF EXISTS "+ident+" CASCADE", cleanupTimeout); err != nil {
 			t.Errorf("testenv: drop schema %s: %v", name, err)
 		}
 	})
 	return dsn
 }
 
-// adminExec runs one statement on a short-lived connection to dsn, giving up
-// after timeout.
-func adminExec(dsn, stmt string, timeout time.Duration) error {
+// AdminExec runs one statement on a short-lived connection to dsn, giving up
+// after timeout. Programs that need no testing.TB (benchmarks) use it
+// to create and drop their schemas.
+func AdminExec(dsn, stmt string, timeout time.Duration) error {
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", redactDSN(dsn), err)
@@ -242,9 +243,9 @@ func adminExec(dsn, stmt string, timeout time.Duration) error {
 	return nil
 }
 
-// withSearchPath returns dsn with its search_path set to schema. Both the URL
+// WithSearchPath returns dsn with its search_path set to schema. Both the URL
 // form and the keyword/value form of a PostgreSQL DSN are accepted.
-func withSearchPath(dsn, schema string) (string, error) {
+func WithSearchPath(dsn, schema string) (string, error) {
 	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
 		return strings.TrimSpace(dsn) + " search_path=" + schema, nil
 	}
@@ -324,8 +325,8 @@ func SQL(t testing.TB, dsn string) *sql.DB {
 	return db
 }
 
-// randomHex returns 2*n random hexadecimal digits.
-func randomHex(n int) string {
+// RandomHex returns 2*n random hexadecimal digits.
+func RandomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // never fails: crypto/rand aborts the program instead
 	return hex.EncodeToString(b)

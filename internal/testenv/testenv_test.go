@@ -203,7 +203,7 @@ func TestWithSearchPath(t *testing.T) {
 		{"postgresql://h/db?search_path=other", "postgresql://h/db?search_path=t_x"},
 		{"host=h dbname=db ", "host=h dbname=db search_path=t_x"},
 	} {
-		got, err := withSearchPath(tc.dsn, "t_x")
+		got, err := WithSearchPath(tc.dsn, "t_x")
 		if err != nil {
 			t.Fatalf("withSearchPath(%q): %v", tc.dsn, err)
 		}
