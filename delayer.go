@@ -244,6 +244,7 @@ func (d *Delayer) runLeased(l *Lease) error {
 		moved, last, next, err := d.move(mctx, l, offset)
 		cancel()
 		if errors.Is(err, ErrLockLost) {
+			d.log.WarnContext(ctx, "redstream: delayer lost its lease before moving", "offset", offset.String())
 			return nil
 		}
 		if err != nil {
@@ -302,13 +303,17 @@ func (d *Delayer) move(ctx context.Context, l *Lease, offset ID) (moved int, las
 		cutoff = 0
 	}
 	keys := []string{d.lease.key, d.offset, d.key, d.main}
-	res, err := luaMove.Run(ctx, d.rdb, keys, l.value, offset.String(),
-		strconv.FormatInt(cutoff, 10), d.batch).Slice()
+	reply, err := luaMove.Run(ctx, d.rdb, keys, l.value, offset.String(),
+		strconv.FormatInt(cutoff, 10), d.batch).Result()
 	if err != nil {
 		return 0, ID{}, ID{}, fmt.Errorf("redstream: move delayed messages: %w", err)
 	}
-	if len(res) != 3 {
-		return 0, ID{}, ID{}, ErrLockLost // the script answered -1
+	res, ok := reply.([]any)
+	if !ok || len(res) != 3 {
+		if n, ok := reply.(int64); ok && n < 0 {
+			return 0, ID{}, ID{}, ErrLockLost // the lock holds another value
+		}
+		return 0, ID{}, ID{}, fmt.Errorf("redstream: move delayed messages: unexpected reply %v", reply)
 	}
 	n, _ := res[0].(int64)
 	if s, _ := res[1].(string); s != "" {

@@ -189,3 +189,74 @@ func TestDelayerOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestDelayerDeposedMovesNothing pins the lease check of the move script:
+// a delayer whose lock another holder took, before its own refresh
+// noticed, moves nothing when a due message arrives. Its lease's TTL is
+// long, so that only the script can tell.
+func TestDelayerDeposedMovesNothing(t *testing.T) {
+	t.Parallel()
+	rdb, ns := testenv.Redis(t)
+	keys := redstream.NewKeys(ns)
+	ctx := context.Background()
+	opts := fastDelayerOptions(ns)
+	opts.LockTTL = 30 * time.Second // refreshes every 10 s
+	d := newDelayer(t, rdb, "products", time.Minute, opts)
+	start(t, d.Run)
+	eventually(t, 5*time.Second, "the delayer to hold its lease", func() bool { return d.Stats().Active })
+
+	lock := keys.Lock(redstream.ConsumerLockName(redstream.DelayStream("products"), redstream.DelayerName))
+	if err := rdb.Set(ctx, lock, "another-holder", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Due at once: its id's time is in 1970.
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: keys.Delay("products"), ID: "1000-0",
+		Values: []any{"payload", `{"id":1}`}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the deposed delayer to try the move", func() bool {
+		st := d.Stats()
+		return st.Errors > 0 || !st.Active || st.Moved > 0
+	})
+	if st := d.Stats(); st.Moved != 0 || st.Batches != 0 {
+		t.Fatalf("deposed delayer moved: %+v", st)
+	}
+	if n := rdb.XLen(ctx, keys.Stream("products")).Val(); n != 0 {
+		t.Fatalf("main stream has %d entries, want none", n)
+	}
+	if n := rdb.XLen(ctx, keys.Delay("products")).Val(); n != 1 {
+		t.Fatalf("delay stream has %d entries, want the message left in place", n)
+	}
+	if got := getOffset(t, rdb, keys.Offset(redstream.DelayStream("products"), redstream.DelayerName)); got != "" {
+		t.Fatalf("deposed delayer committed offset %q", got)
+	}
+}
+
+// TestDelayerStepsDownOnLostLease: when the move script answers that the
+// lock holds another holder's value, the delayer steps down at once, as a
+// lost lease, without counting a Redis error or waiting for its next
+// refresh to notice.
+func TestDelayerStepsDownOnLostLease(t *testing.T) {
+	t.Parallel()
+	rdb, ns := testenv.Redis(t)
+	keys := redstream.NewKeys(ns)
+	ctx := context.Background()
+	opts := fastDelayerOptions(ns)
+	opts.LockTTL = 30 * time.Second // refreshes every 10 s
+	d := newDelayer(t, rdb, "products", time.Minute, opts)
+	start(t, d.Run)
+	eventually(t, 5*time.Second, "the delayer to hold its lease", func() bool { return d.Stats().Active })
+
+	lock := keys.Lock(redstream.ConsumerLockName(redstream.DelayStream("products"), redstream.DelayerName))
+	if err := rdb.Set(ctx, lock, "another-holder", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: keys.Delay("products"), ID: "1000-0",
+		Values: []any{"payload", `{"id":1}`}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, "the delayer to step down", func() bool { return !d.Stats().Active })
+	if st := d.Stats(); st.Errors != 0 || st.Moved != 0 {
+		t.Fatalf("stats = %+v; want no error counted and nothing moved", st)
+	}
+}

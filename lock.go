@@ -119,6 +119,10 @@ type leaser struct {
 	ttl    time.Duration
 	holder string
 	log    *slog.Logger
+	// since measures the time passed since a monotonic reference; it is
+	// time.Since, and tests replace it to model a process stopped past its
+	// deadline whose timers have not fired yet.
+	since func(time.Time) time.Duration
 }
 
 func newLeaser(rdb redis.UniversalClient, keys Keys, lockname string, ttl time.Duration, log *slog.Logger) *leaser {
@@ -132,6 +136,7 @@ func newLeaser(rdb redis.UniversalClient, keys Keys, lockname string, ttl time.D
 		notify: keys.Notify(lockname),
 		ttl:    ttl,
 		log:    log,
+		since:  time.Since,
 	}
 }
 
@@ -404,7 +409,7 @@ func (l *Lease) Held() bool {
 	if errors.Is(context.Cause(l.work), ErrLockLost) {
 		return false
 	}
-	if time.Since(l.base) >= time.Duration(l.until.Load()) {
+	if l.lr.since(l.base) >= time.Duration(l.until.Load()) {
 		l.cancel(ErrLockLost)
 		return false
 	}

@@ -396,3 +396,41 @@ func TestLeaseAcquireCancelled(t *testing.T) {
 		t.Fatal("negative TTL accepted")
 	}
 }
+
+// TestLeaseForeignValueEndsAtOnce pins the refresh's answer: a refresh
+// that finds another holder's value in the lock key ends the lease at that
+// refresh, within one refresh interval (TTL/3), not at the local deadline
+// as a transient refresh error would.
+func TestLeaseForeignValueEndsAtOnce(t *testing.T) {
+	t.Parallel()
+	rdb, ns := testenv.Redis(t)
+	ctx := context.Background()
+	// Refreshes every 2 s. Taken over right after one, the lease's local
+	// deadline is at least 4 s away; the next refresh is at most 2 s away.
+	const ttl = 6 * time.Second
+	l, err := redstream.TryLease(ctx, rdb, "consumer:s:c", &redstream.LeaseOptions{Namespace: ns, TTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Release(ctx) }()
+	if err := rdb.Set(ctx, l.Key(), "another-holder", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	taken := time.Now()
+	select {
+	case <-l.Context().Done():
+	case <-time.After(ttl):
+		t.Fatal("lease context not cancelled after the lock changed hands")
+	}
+	took := time.Since(taken)
+	t.Logf("stepped down %v after the takeover", took)
+	if limit := ttl/3 + time.Second; took > limit {
+		t.Fatalf("stepped down %v after the takeover, want within one refresh interval (%v, %v allowed)", took, ttl/3, limit)
+	}
+	if cause := context.Cause(l.Context()); !errors.Is(cause, redstream.ErrLockLost) {
+		t.Fatalf("cause = %v, want ErrLockLost", cause)
+	}
+	if l.Held() {
+		t.Fatal("a lease taken over is Held")
+	}
+}
