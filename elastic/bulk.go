@@ -236,11 +236,8 @@ func (h *Handler) sendOne(ctx context.Context, ops []*op, outcomes []outcome, it
 	}
 	h.stats.requests.Add(1)
 	h.stats.bytes.Add(int64(len(body)))
-	opts := []func(*esapi.BulkRequest){h.es.Bulk.WithContext(ctx)}
-	if h.opts.Refresh != "" {
-		opts = append(opts, h.es.Bulk.WithRefresh(h.opts.Refresh))
-	}
-	res, err := h.es.Bulk(bytes.NewReader(body), opts...)
+	req := esapi.BulkRequest{Body: bytes.NewReader(body), Refresh: h.opts.Refresh, Instrument: h.instr}
+	res, err := req.Do(ctx, h.es)
 	if err != nil {
 		return fmt.Errorf("elastic: bulk request: %w", err)
 	}

@@ -39,6 +39,29 @@
 // older state (a deposed worker, a replayed batch) is refused by
 // Elasticsearch with 409 and counted as a conflict, never applied.
 //
+// # Backfill and verify
+//
+// Backfill indexes the rows that never went through a stream (a table
+// written before the plugin, a new index): it walks the table's primary
+// keys in key order, a keyset page at a time, and hands each page to the
+// Handler as a batch of {"id":"<key>"} messages. A Cursor (RedisCursor)
+// makes an interrupted walk resume where it stopped.
+//
+// Verify compares a table with its index and reports the rows whose
+// document is missing, the documents whose row is gone or soft-deleted,
+// and, with versions, the documents older than their row. A RepairFunc
+// fixes what differs: Requeue queues the ids for the stream's worker,
+// Reindex writes them at once.
+//
+// The redstream binary's backfill and verify commands are these functions
+// with flags.
+//
+// # Clients
+//
+// The Handler and Verify talk to Elasticsearch through an esapi.Transport:
+// an *elasticsearch.Client, or anything with its Perform method (a
+// wrapper that counts, delays or fails requests in a test).
+//
 // The package does not create indices; create them with your mapping
 // first, or let Elasticsearch create them dynamically.
 package elastic

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/redis/go-redis/v9"
@@ -13,7 +14,46 @@ import (
 	"github.com/redstream-go/redstream"
 	"github.com/redstream-go/redstream/elastic"
 	"github.com/redstream-go/redstream/elastic/estest"
+	"github.com/redstream-go/redstream/internal/testenv"
 )
+
+// exampleDB opens the test database in a fresh schema, runs stmts there,
+// and returns a function that drops the schema.
+func exampleDB(stmts ...string) (db *sql.DB, cleanup func()) {
+	schema := "ex_" + testenv.RandomHex(6)
+	if err := testenv.AdminExec(testenv.DatabaseURL(), "CREATE SCHEMA "+schema, 10*time.Second); err != nil {
+		log.Fatal(err)
+	}
+	dsn, err := testenv.WithSearchPath(testenv.DatabaseURL(), schema)
+	if err != nil {
+		log.Fatal(err)
+	}
+	db, err = sql.Open("pgx", dsn)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, stmt := range stmts {
+		if _, err := db.Exec(stmt); err != nil {
+			log.Fatal(err)
+		}
+	}
+	return db, func() {
+		db.Close()
+		if err := testenv.AdminExec(testenv.DatabaseURL(), "DROP SCHEMA "+schema+" CASCADE", time.Minute); err != nil {
+			log.Print(err)
+		}
+	}
+}
+
+// exampleES starts a test server and returns a client for it.
+func exampleES() (*estest.Server, *elasticsearch.Client) {
+	srv := estest.NewServer()
+	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{srv.URL}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	return srv, es
+}
 
 // A Handler writes what a Loader reads: here a Go function stands in for
 // the database, and the test server for Elasticsearch.
@@ -82,4 +122,107 @@ func ExampleNewTableLoader() {
 		log.Fatal(err)
 	}
 	log.Fatal(c.Run(ctx))
+}
+
+// Backfill indexes a table whose rows were written without the plugin (or
+// a new index), a page of keys at a time, through the same Handler as the
+// stream.
+func ExampleBackfill() {
+	db, cleanup := exampleDB(
+		"CREATE TABLE products (id bigint PRIMARY KEY, title text)",
+		"INSERT INTO products SELECT n, 'product ' || n FROM generate_series(1, 2500) n")
+	defer cleanup()
+	srv, es := exampleES()
+	defer srv.Close()
+
+	ctx := context.Background()
+	loader, err := elastic.NewTableLoader(ctx, db, elastic.TableOptions{Table: "products"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	h, err := elastic.NewHandler(es, loader, &elastic.Options{Index: "products"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	res, err := elastic.Backfill(ctx, db, h, elastic.BackfillOptions{
+		Table:    "products",
+		PageSize: 1000,
+		// To resume an interrupted run where it stopped, keep a cursor:
+		// Cursor: elastic.RedisCursor(rdb, redstream.NewKeys("").Backfill("products", "products")),
+		Progress: func(rows, total int64) { fmt.Printf("%d/%d rows\n", rows, total) },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("rows:", res.Rows, "last key:", res.Last, "indexed:", h.Stats().Indexed)
+	src, _, _ := srv.Doc("products", "2500")
+	fmt.Println(string(src))
+	// Output:
+	// 1000/2500 rows
+	// 2000/2500 rows
+	// 2500/2500 rows
+	// rows: 2500 last key: 2500 indexed: 2500
+	// {"id":2500,"title":"product 2500"}
+}
+
+// Verify compares a table with its index; with a Repair function it also
+// fixes what differs, here at once with the Handler (Requeue hands the ids
+// to the stream's worker instead).
+func ExampleVerify() {
+	db, cleanup := exampleDB(
+		"CREATE TABLE products (id bigint PRIMARY KEY, title text, deleted_at timestamptz)",
+		"INSERT INTO products SELECT n, 'product ' || n FROM generate_series(1, 5) n")
+	defer cleanup()
+	srv, es := exampleES()
+	defer srv.Close()
+
+	ctx := context.Background()
+	loader, err := elastic.NewTableLoader(ctx, db, elastic.TableOptions{Table: "products", SoftDeleteColumn: "deleted_at"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Refresh: searches see the writes at once (a demo; not for production).
+	h, err := elastic.NewHandler(es, loader, &elastic.Options{Index: "products", Refresh: "true"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := elastic.Backfill(ctx, db, h, elastic.BackfillOptions{Table: "products"}); err != nil {
+		log.Fatal(err)
+	}
+	// Changes the index never heard of: a soft delete and a new row.
+	for _, q := range []string{
+		"UPDATE products SET deleted_at = now() WHERE id = 2",
+		"INSERT INTO products VALUES (6, 'product 6')",
+	} {
+		if _, err := db.Exec(q); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	opts := elastic.VerifyOptions{Table: "products", Index: "products"}
+	show := func(r elastic.VerifyReport) {
+		fmt.Printf("%d rows, %d documents: missing %v, extra %v, in sync %v\n",
+			r.Rows, r.Documents, r.Missing.First, r.Extra.First, r.InSync())
+	}
+	rep, err := elastic.Verify(ctx, db, es, loader, opts)
+	if err != nil {
+		log.Fatal(err)
+	}
+	show(rep)
+
+	opts.Repair = elastic.Reindex(h, "products")
+	if rep, err = elastic.Verify(ctx, db, es, loader, opts); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("repaired:", rep.Repaired)
+
+	opts.Repair = nil
+	if rep, err = elastic.Verify(ctx, db, es, loader, opts); err != nil {
+		log.Fatal(err)
+	}
+	show(rep)
+	// Output:
+	// 6 rows, 5 documents: missing [6], extra [2], in sync false
+	// repaired: 2
+	// 6 rows, 5 documents: missing [], extra [], in sync true
 }

@@ -8,15 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/go-elasticsearch/v8/esapi"
 
 	"github.com/redstream-go/redstream"
+	"github.com/redstream-go/redstream/internal/backoff"
 )
 
 // Handler defaults.
@@ -33,7 +34,8 @@ const (
 	DefaultMaxItemRetries = 8
 	// DefaultRetryBackoff is the first pause before resending items; it
 	// doubles up to DefaultMaxRetryBackoff, with jitter.
-	DefaultRetryBackoff    = 100 * time.Millisecond
+	DefaultRetryBackoff = 100 * time.Millisecond
+	// DefaultMaxRetryBackoff caps the pause before resending items.
 	DefaultMaxRetryBackoff = 5 * time.Second
 )
 
@@ -54,7 +56,9 @@ type Options struct {
 	// MaxItemRetries bounds the resends of items answered 429 or 5xx within
 	// one batch. Default: DefaultMaxItemRetries.
 	MaxItemRetries int
-	// RetryBackoff and MaxRetryBackoff shape the pause between resends.
+	// RetryBackoff and MaxRetryBackoff shape the pause between resends:
+	// the first is RetryBackoff, each further one doubles up to
+	// MaxRetryBackoff, and each is picked at random in its upper half.
 	// Default: DefaultRetryBackoff, DefaultMaxRetryBackoff.
 	RetryBackoff, MaxRetryBackoff time.Duration
 	// Refresh is passed as the bulk request's refresh parameter ("true",
@@ -93,7 +97,8 @@ type Stats struct {
 //
 // A Handler is safe for concurrent use.
 type Handler struct {
-	es     *elasticsearch.Client
+	es     esapi.Transport
+	instr  esapi.Instrumentation // the transport's, as esapi's functions set it
 	loader Loader
 	opts   Options
 	log    *slog.Logger
@@ -105,8 +110,10 @@ type Handler struct {
 var _ redstream.Handler = (*Handler)(nil)
 
 // NewHandler returns a Handler writing to es the documents loader reads.
-func NewHandler(es *elasticsearch.Client, loader Loader, opts *Options) (*Handler, error) {
-	if es == nil || loader == nil {
+// es is usually an *elasticsearch.Client; any esapi.Transport will do (a
+// *elasticsearch.BaseClient, a wrapper that counts or fails requests).
+func NewHandler(es esapi.Transport, loader Loader, opts *Options) (*Handler, error) {
+	if isNil(es) || loader == nil {
 		return nil, errors.New("elastic: NewHandler needs a client and a loader")
 	}
 	if opts == nil || opts.Index == "" {
@@ -124,7 +131,26 @@ func NewHandler(es *elasticsearch.Client, loader Loader, opts *Options) (*Handle
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Handler{es: es, loader: loader, opts: o, log: o.Logger.With("index", o.Index)}, nil
+	return &Handler{es: es, instr: instrumentation(es), loader: loader, opts: o, log: o.Logger.With("index", o.Index)}, nil
+}
+
+// isNil reports whether v is nil or a nil pointer in an interface (a nil
+// *elasticsearch.Client passed as an esapi.Transport).
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
+}
+
+// instrumentation returns the instrumentation of tr, when it has one, for
+// the requests built here: what esapi's functional API sets on each.
+func instrumentation(tr esapi.Transport) esapi.Instrumentation {
+	if i, ok := tr.(esapi.Instrumented); ok {
+		return i.InstrumentationEnabled()
+	}
+	return nil
 }
 
 // Stats returns a snapshot of the handler's counters.
@@ -175,16 +201,18 @@ func MessageID(payload []byte) (string, error) {
 	return "", fmt.Errorf("%w: the id is %s", errNoID, truncate(raw, 40))
 }
 
+// idPrefix opens the payloads producers write and Backfill makes.
+const idPrefix = `{"id":`
+
 // simpleID is MessageID for the payloads producers write, {"id":42} and
 // {"id":"sku-1"} with no whitespace, escapes or non-ASCII text, without a
 // JSON decoder. ok is false for anything else (and for integers of 19
 // digits or more, which may not fit 64 bits), which MessageID decodes.
 func simpleID(p []byte) (id string, ok bool) {
-	const prefix = `{"id":`
-	if len(p) < len(prefix)+2 || string(p[:len(prefix)]) != prefix || p[len(p)-1] != '}' {
+	if len(p) < len(idPrefix)+2 || string(p[:len(idPrefix)]) != idPrefix || p[len(p)-1] != '}' {
 		return "", false
 	}
-	v := p[len(prefix) : len(p)-1]
+	v := p[len(idPrefix) : len(p)-1]
 	switch c := v[0]; {
 	case c == '"':
 		if len(v) < 3 || v[len(v)-1] != '"' {
@@ -289,8 +317,8 @@ func (h *Handler) sync(ctx context.Context, b *redstream.Batch, ids []string, by
 	}
 	var delVer int64
 	var delHasVer bool
-	if tl, ok := h.loader.(*TableLoader); ok && len(found) < len(ids) {
-		if delVer, delHasVer, err = tl.deleteVersion(ctx); err != nil {
+	if dv, ok := h.loader.(DeleteVersioner); ok && len(found) < len(ids) {
+		if delVer, delHasVer, err = dv.DeleteVersion(ctx); err != nil {
 			return err
 		}
 	}
@@ -313,7 +341,6 @@ func (h *Handler) sync(ctx context.Context, b *redstream.Batch, ids []string, by
 		ops = append(ops, o)
 	}
 
-	backoff := h.opts.RetryBackoff
 	for attempt := 0; len(ops) > 0; attempt++ {
 		outcomes, itemErrs, err := h.send(ctx, ops)
 		if err != nil {
@@ -335,14 +362,9 @@ func (h *Handler) sync(ctx context.Context, b *redstream.Batch, ids []string, by
 			return fmt.Errorf("elastic: %d documents still refused (429/5xx) after %d resends", len(again), attempt)
 		}
 		h.stats.retried.Add(int64(len(again)))
-		// Full jitter over [backoff/2, backoff].
-		d := backoff/2 + rand.N(backoff/2+1)
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, backoff.Nth(h.opts.RetryBackoff, h.opts.MaxRetryBackoff, attempt)) {
 			return context.Cause(ctx)
-		case <-time.After(d):
 		}
-		backoff = min(2*backoff, h.opts.MaxRetryBackoff)
 		ops = again
 	}
 	return nil

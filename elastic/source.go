@@ -1,6 +1,7 @@
 package elastic
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -48,7 +49,7 @@ type TableOptions struct {
 	// Table is the table name, optionally schema-qualified ("app.products").
 	// Required unless Query is set.
 	Table string
-	// PrimaryKey is the key column. Default: "id".
+	// PrimaryKey is the key column. Default: DefaultPrimaryKey ("id").
 	PrimaryKey string
 	// Columns, when set, limits the document to these columns. Default: the
 	// whole row (row_to_json).
@@ -88,7 +89,14 @@ type TableLoader struct {
 	pkType    string // the primary key's type; "" with a custom query
 }
 
-var _ IDChecker = (*TableLoader)(nil)
+var (
+	_ IDChecker       = (*TableLoader)(nil)
+	_ DeleteVersioner = (*TableLoader)(nil)
+)
+
+// DefaultPrimaryKey is the primary key column of TableOptions,
+// BackfillOptions and VerifyOptions when they name none.
+const DefaultPrimaryKey = "id"
 
 // NewTableLoader prepares a TableLoader: it checks that the table and
 // columns exist and reads their types.
@@ -99,23 +107,9 @@ func NewTableLoader(ctx context.Context, db *sql.DB, opts TableOptions) (*TableL
 	if opts.Table == "" {
 		return nil, errors.New("elastic: TableOptions needs Table or Query")
 	}
-	if opts.PrimaryKey == "" {
-		opts.PrimaryKey = "id"
-	}
-	table := pgx.Identifier(strings.Split(opts.Table, ".")).Sanitize()
-	colType := func(col string) (string, error) {
-		var typ string
-		err := db.QueryRowContext(ctx, `SELECT format_type(a.atttypid, a.atttypmod)
-			FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped`,
-			table, col).Scan(&typ)
-		if errors.Is(err, sql.ErrNoRows) {
-			return "", fmt.Errorf("elastic: table %s has no column %q (or does not exist)", opts.Table, col)
-		}
-		if err != nil {
-			return "", fmt.Errorf("elastic: read the type of %s.%s: %w", opts.Table, col, err)
-		}
-		return typ, nil
-	}
+	opts.PrimaryKey = cmp.Or(opts.PrimaryKey, DefaultPrimaryKey)
+	table := tableIdent(opts.Table)
+	colType := func(col string) (string, error) { return columnType(ctx, db, opts.Table, col) }
 	pkType, err := colType(opts.PrimaryKey)
 	if err != nil {
 		return nil, err
@@ -173,15 +167,8 @@ func NewTableLoader(ctx context.Context, db *sql.DB, opts TableOptions) (*TableL
 // name a row. Other key types accept any id; the database has the last
 // word on those.
 func (l *TableLoader) CheckID(id string) error {
-	bits := 0
-	switch l.pkType {
-	case "smallint":
-		bits = 16
-	case "integer":
-		bits = 32
-	case "bigint":
-		bits = 64
-	default:
+	bits := intBits(l.pkType)
+	if bits == 0 {
 		return nil
 	}
 	n, err := strconv.ParseInt(id, 10, bits)
@@ -263,9 +250,11 @@ func (l *TableLoader) Load(ctx context.Context, ids []string) ([]Document, error
 	return docs, nil
 }
 
-// deleteVersion returns the version to delete a hard-deleted row with: the
-// database's clock in microseconds when versions are timestamps.
-func (l *TableLoader) deleteVersion(ctx context.Context) (int64, bool, error) {
+// DeleteVersion implements DeleteVersioner: with a timestamp
+// VersionColumn, the version of a hard-deleted row's delete is the
+// database's clock in microseconds; with any other, there is none (ok is
+// false).
+func (l *TableLoader) DeleteVersion(ctx context.Context) (version int64, ok bool, err error) {
 	if !l.tsVersion {
 		return 0, false, nil
 	}
@@ -274,4 +263,52 @@ func (l *TableLoader) deleteVersion(ctx context.Context) (int64, bool, error) {
 		return 0, false, fmt.Errorf("elastic: read the database clock: %w", err)
 	}
 	return v, true, nil
+}
+
+// DeleteVersioner is implemented by a Loader whose documents carry
+// versions (Document.HasVersion). For the ids of a batch Load returned no
+// Document for (hard-deleted rows), the Handler asks it once for the
+// version to send the deletes with, so that a late write of an older state
+// cannot bring a deleted document back while the index keeps the delete's
+// tombstone. ok false sends the deletes without a version. TableLoader
+// implements it.
+type DeleteVersioner interface {
+	DeleteVersion(ctx context.Context) (version int64, ok bool, err error)
+}
+
+// intBits returns the size of an integer PostgreSQL type as format_type
+// writes it, 0 for other types.
+func intBits(pgType string) int {
+	switch pgType {
+	case "smallint":
+		return 16
+	case "integer":
+		return 32
+	case "bigint":
+		return 64
+	}
+	return 0
+}
+
+// tableIdent returns a table name, optionally schema-qualified
+// ("app.products"), as a quoted SQL identifier.
+func tableIdent(table string) string {
+	return pgx.Identifier(strings.Split(table, ".")).Sanitize()
+}
+
+// columnType returns the type of column col of table as PostgreSQL writes
+// it ("bigint", "timestamp with time zone"): the one query that checks a
+// table and its key before the loader, Backfill or Verify read it.
+func columnType(ctx context.Context, db *sql.DB, table, col string) (string, error) {
+	var typ string
+	err := db.QueryRowContext(ctx, `SELECT format_type(a.atttypid, a.atttypmod)
+		FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped`,
+		tableIdent(table), col).Scan(&typ)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("elastic: table %s has no column %q (or does not exist)", table, col)
+	}
+	if err != nil {
+		return "", fmt.Errorf("elastic: read the type of %s.%s: %w", table, col, err)
+	}
+	return typ, nil
 }

@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/redstream-go/redstream"
+	"github.com/redstream-go/redstream/elastic"
 )
 
 // verifyJSON runs verify --json and decodes its report.
@@ -113,7 +114,7 @@ func TestVerify(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name string
-		got  idSample
+		got  elastic.IDSample
 		n    int64
 		ids  string
 	}{
