@@ -203,20 +203,9 @@ type ConsumerStats struct {
 //
 // A message the handler gives up on (Batch.DeadLetter), and an entry that
 // is not a valid message (ErrInvalidMessage), becomes one entry of the
-// consumer's dead-letter stream, Keys.DeadLetter(stream, name), with the
-// fields:
-//
-//	id        the message's stream id
-//	stream    the stream name
-//	consumer  the consumer name
-//	error     the reason
-//	attempts  deliveries of its batch to the handler (0: never delivered)
-//	time      when it was dead-lettered, RFC 3339 in UTC
-//	payload   the payload field as stored, when the entry has one
-//	fields    otherwise, all fields of the entry as a JSON object
-//
-// Replaying one means adding its payload to the stream again; dropping one
-// means deleting the entry. The dead-letter stream is not trimmed.
+// consumer's dead-letter stream, Keys.DeadLetter(stream, name): see
+// DeadLetter for its fields, and DeadLetterQueue to list, replay or drop
+// them. The dead-letter stream is not trimmed.
 //
 // A Consumer is safe for concurrent use: Stats may be called at any time.
 // Run must not be called more than once at a time.
@@ -591,64 +580,6 @@ func entryPayload(values map[string]any, maxBytes int) (json.RawMessage, error) 
 		return nil, fmt.Errorf("%w: payload is not JSON", ErrInvalidMessage)
 	}
 	return json.RawMessage(s), nil
-}
-
-// writeDeadLetters writes the dead letters of b to the dead-letter stream:
-// the messages the handler marked (dead) and the invalid entries it never
-// saw, in stream order.
-func (c *Consumer) writeDeadLetters(ctx context.Context, b *Batch, dead, invalid map[ID]error) error {
-	if len(dead)+len(invalid) > 0 {
-		now := time.Now().UTC().Format(time.RFC3339Nano)
-		// Invalid entries never reached the handler: 0 attempts.
-		type letter struct {
-			reason   error
-			attempts int
-		}
-		letters := make(map[ID]letter, len(dead)+len(invalid))
-		for id, err := range dead {
-			letters[id] = letter{err, b.Attempt}
-		}
-		for id, err := range invalid {
-			letters[id] = letter{err, 0}
-		}
-		_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, e := range b.raw {
-				if dl, ok := letters[e.id]; ok {
-					p.XAdd(ctx, &redis.XAddArgs{Stream: c.dlq, Values: deadLetterFields(e, c.stream, c.name, dl.reason, dl.attempts, now)})
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("redstream: write dead letters: %w", err)
-		}
-		for _, e := range b.raw {
-			if dl, ok := letters[e.id]; ok {
-				c.log.WarnContext(ctx, "redstream: message dead-lettered", "id", e.id.String(), "error", dl.reason)
-			}
-		}
-	}
-	return nil
-}
-
-// deadLetterFields are the fields of a dead-letter entry: enough to list,
-// replay (XADD the payload back to the stream) or drop it.
-func deadLetterFields(e xentry, stream, consumer string, reason error, attempts int, now string) []any {
-	f := []any{
-		"id", e.id.String(),
-		"stream", stream,
-		"consumer", consumer,
-		"error", reason.Error(),
-		"attempts", attempts,
-		"time", now,
-	}
-	if p, ok := e.values["payload"]; ok {
-		f = append(f, "payload", p)
-	} else {
-		raw, _ := json.Marshal(e.values)
-		f = append(f, "fields", string(raw))
-	}
-	return f
 }
 
 // retryBackoff is a capped exponential backoff with jitter. The zero attempt

@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
-
-	"github.com/redis/go-redis/v9"
+	"time"
 
 	"github.com/redstream-go/redstream"
 )
@@ -17,46 +18,70 @@ import (
 const dlqPage = 200
 
 // idList is a repeatable flag of dead-letter entry ids.
-type idList []string
+type idList []redstream.ID
 
-func (l *idList) String() string { return strings.Join(*l, ",") }
+func (l *idList) String() string {
+	s := make([]string, len(*l))
+	for i, id := range *l {
+		s[i] = id.String()
+	}
+	return strings.Join(s, ",")
+}
 
 func (l *idList) Set(v string) error {
 	for s := range strings.SplitSeq(v, ",") {
-		if _, err := redstream.ParseID(s); err != nil {
+		id, err := redstream.ParseID(s)
+		if err != nil {
 			return err
 		}
-		*l = append(*l, s)
+		*l = append(*l, id)
 	}
 	return nil
 }
 
-// deadLetter is one dead-letter entry (see redstream.Consumer).
+// deadLetter is one line of `dlq list --json` (see redstream.DeadLetter).
+// A payload (or fields) that is valid JSON is shown as is; any other is
+// shown as a JSON string, with payload_not_json set.
 type deadLetter struct {
-	DLQID    string          `json:"dlq_id"`   // the entry's id in the dead-letter stream
-	Stream   string          `json:"stream"`   // the stream it came from
-	Consumer string          `json:"consumer"` // the consumer that gave up on it
-	ID       string          `json:"id"`       // the message's id in the stream
-	Error    string          `json:"error"`
-	Attempts string          `json:"attempts"`
-	Time     string          `json:"time"`
-	Payload  json.RawMessage `json:"payload,omitempty"`
-	Fields   json.RawMessage `json:"fields,omitempty"` // for entries that had no payload
+	DLQID          string          `json:"dlq_id"`   // the entry's id in the dead-letter stream
+	Stream         string          `json:"stream"`   // the stream it came from
+	Consumer       string          `json:"consumer"` // the consumer that gave up on it
+	ID             string          `json:"id"`       // the message's id in the stream
+	Error          string          `json:"error"`
+	Attempts       string          `json:"attempts"`
+	Time           string          `json:"time"`
+	Payload        json.RawMessage `json:"payload,omitempty"`
+	PayloadNotJSON bool            `json:"payload_not_json,omitempty"`
+	Fields         json.RawMessage `json:"fields,omitempty"` // for entries that had no payload
 }
 
-func parseDeadLetter(m redis.XMessage) deadLetter {
-	str := func(k string) string { s, _ := m.Values[k].(string); return s }
-	raw := func(k string) json.RawMessage {
-		if s := str(k); s != "" && json.Valid([]byte(s)) {
-			return json.RawMessage(s)
-		}
-		return nil
+func newDeadLetter(d redstream.DeadLetter) deadLetter {
+	out := deadLetter{
+		DLQID: d.DLQID.String(), Stream: d.Stream, Consumer: d.Consumer,
+		Error: d.Error, Attempts: strconv.Itoa(d.Attempts),
 	}
-	return deadLetter{
-		DLQID: m.ID, Stream: str("stream"), Consumer: str("consumer"), ID: str("id"),
-		Error: str("error"), Attempts: str("attempts"), Time: str("time"),
-		Payload: raw("payload"), Fields: raw("fields"),
+	if !d.ID.IsZero() {
+		out.ID = d.ID.String()
 	}
+	if !d.Time.IsZero() {
+		out.Time = d.Time.UTC().Format(time.RFC3339Nano)
+	}
+	if d.HasPayload {
+		out.Payload, out.PayloadNotJSON = rawJSON(d.Payload)
+	} else if d.Fields != "" {
+		out.Fields, _ = rawJSON(d.Fields)
+	}
+	return out
+}
+
+// rawJSON returns s as raw JSON when it is valid JSON, and otherwise as a
+// JSON string, reporting true.
+func rawJSON(s string) (json.RawMessage, bool) {
+	if json.Valid([]byte(s)) {
+		return json.RawMessage(s), false
+	}
+	b, _ := json.Marshal(s) // a string always marshals
+	return b, true
 }
 
 func runDLQ(ctx context.Context, e *env, args []string) int {
@@ -114,22 +139,35 @@ func runDLQ(ctx context.Context, e *env, args []string) int {
 	}
 	defer svc.close()
 	keys := redstream.NewKeys(cfg.Redis.Namespace)
+	queues := make([]dlqTarget, len(targets))
+	for i, t := range targets {
+		q := dlqTarget{stream: t.stream, consumer: cmpOr(*consumer, t.cfg.Consumer)}
+		if q.DeadLetterQueue, err = redstream.NewDeadLetterQueue(svc.rdb, keys, q.stream, q.consumer); err != nil {
+			return e.fail(err)
+		}
+		queues[i] = q
+	}
 
 	if action == "list" {
-		return dlqList(ctx, e, svc.rdb, keys, targets, *consumer, count, asJSON)
+		return dlqList(ctx, e, queues, count, asJSON)
 	}
 	total := 0
-	for _, t := range targets {
-		c := cmpOr(*consumer, t.cfg.Consumer)
-		n, err := dlqApply(ctx, e, svc.rdb, keys, t.stream, c, action, ids, all)
+	for _, q := range queues {
+		n, err := dlqApply(ctx, e, q.DeadLetterQueue, action, ids, all)
 		total += n
 		if err != nil {
-			return e.fail(fmt.Errorf("stream %s: %w", t.stream, err))
+			return e.fail(fmt.Errorf("stream %s: %w", q.stream, err))
 		}
 	}
 	verb := map[string]string{"replay": "replayed", "drop": "dropped"}[action]
 	fmt.Fprintf(e.stdout, "%s %d dead-lettered messages\n", verb, total)
 	return exitOK
+}
+
+// dlqTarget is the dead-letter stream of one consumer of one Redis stream.
+type dlqTarget struct {
+	*redstream.DeadLetterQueue
+	stream, consumer string
 }
 
 func cmpOr(a, b string) string {
@@ -139,39 +177,37 @@ func cmpOr(a, b string) string {
 	return b
 }
 
-func dlqList(ctx context.Context, e *env, rdb redis.UniversalClient, keys redstream.Keys, targets []target, consumer string, count int, asJSON bool) int {
+func dlqList(ctx context.Context, e *env, queues []dlqTarget, count int, asJSON bool) int {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	if !asJSON {
 		fmt.Fprintln(tw, "STREAM\tCONSUMER\tDLQ ID\tMESSAGE ID\tATTEMPTS\tTIME\tERROR\tPAYLOAD")
 	}
 	enc := json.NewEncoder(e.stdout)
-	for _, t := range targets {
-		c := cmpOr(consumer, t.cfg.Consumer)
-		key := keys.DeadLetter(t.stream, c)
-		total, err := rdb.XLen(ctx, key).Result()
+	for _, q := range queues {
+		total, err := q.Len(ctx)
 		if err != nil {
 			return e.fail(err)
 		}
-		msgs, err := rdb.XRangeN(ctx, key, "-", "+", int64(max(count, 1))).Result()
+		letters, err := q.Read(ctx, redstream.ID{}, max(count, 1))
 		if err != nil {
 			return e.fail(err)
 		}
-		for _, m := range msgs {
-			d := parseDeadLetter(m)
+		for _, l := range letters {
+			d := newDeadLetter(l)
 			if asJSON {
 				if err := enc.Encode(d); err != nil {
 					return e.fail(err)
 				}
 				continue
 			}
-			payload := string(d.Payload)
-			if payload == "" {
-				payload = "fields " + string(d.Fields)
+			payload := l.Payload
+			if !l.HasPayload {
+				payload = "fields " + l.Fields
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.stream, c, d.DLQID, d.ID, d.Attempts, d.Time, oneLine(d.Error, 100), oneLine(payload, 80))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", q.stream, q.consumer, d.DLQID, d.ID, d.Attempts, d.Time, oneLine(d.Error, 100), oneLine(payload, 80))
 		}
-		if !asJSON && int64(len(msgs)) < total {
-			fmt.Fprintf(tw, "%s\t%s\t… %d more\t\t\t\t\t\n", t.stream, c, total-int64(len(msgs)))
+		if !asJSON && int64(len(letters)) < total {
+			fmt.Fprintf(tw, "%s\t%s\t… %d more\t\t\t\t\t\n", q.stream, q.consumer, total-int64(len(letters)))
 		}
 	}
 	if !asJSON {
@@ -190,74 +226,48 @@ func oneLine(s string, n int) string {
 	return s
 }
 
-// dlqApply replays or drops the dead letters ids (or all present now) of
-// consumer on stream and returns how many it handled. A replay adds the
-// payload to the stream again and deletes the dead letter, in one
-// MULTI/EXEC; entries without a payload cannot be replayed and are
-// reported.
-func dlqApply(ctx context.Context, e *env, rdb redis.UniversalClient, keys redstream.Keys, stream, consumer, action string, ids idList, all bool) (int, error) {
-	dlq := keys.DeadLetter(stream, consumer)
-	var msgs []redis.XMessage
+// dlqApply replays or drops the dead letters ids of q, or with all every
+// one present when it starts, and returns how many it handled. Ids that
+// are not there, and dead letters without a payload (which cannot be
+// replayed), are reported and skipped.
+func dlqApply(ctx context.Context, e *env, q *redstream.DeadLetterQueue, action string, ids idList, all bool) (int, error) {
 	if all {
-		last, err := rdb.XRevRangeN(ctx, dlq, "+", "-", 1).Result()
-		if err != nil || len(last) == 0 {
-			return 0, err
-		}
-		end := last[0].ID
-		start := "-"
-		n := 0
+		// Collect first, then apply: replayed messages the worker
+		// dead-letters again are not replayed twice.
+		ids = nil
+		var after redstream.ID
 		for {
-			page, err := rdb.XRangeN(ctx, dlq, start, end, dlqPage).Result()
+			page, err := q.Read(ctx, after, dlqPage)
 			if err != nil {
-				return n, err
+				return 0, err
 			}
-			k, err := dlqApplyPage(ctx, e, rdb, keys, stream, dlq, action, page)
-			n += k
-			if err != nil || len(page) < dlqPage {
-				return n, err
+			for _, d := range page {
+				ids = append(ids, d.DLQID)
 			}
-			start = "(" + page[len(page)-1].ID
+			if len(page) < dlqPage {
+				break
+			}
+			after = page[len(page)-1].DLQID
 		}
 	}
-	for _, id := range ids {
-		m, err := rdb.XRangeN(ctx, dlq, id, id, 1).Result()
-		if err != nil {
-			return 0, err
-		}
-		if len(m) == 0 {
-			fmt.Fprintf(e.stderr, "redstream dlq: %s has no entry %s\n", dlq, id)
-			continue
-		}
-		msgs = append(msgs, m[0])
-	}
-	return dlqApplyPage(ctx, e, rdb, keys, stream, dlq, action, msgs)
-}
-
-func dlqApplyPage(ctx context.Context, e *env, rdb redis.UniversalClient, keys redstream.Keys, stream, dlq, action string, msgs []redis.XMessage) (int, error) {
 	n := 0
-	for _, m := range msgs {
+	for _, id := range ids {
+		var err error
 		if action == "drop" {
-			if err := rdb.XDel(ctx, dlq, m.ID).Err(); err != nil {
-				return n, err
-			}
-			n++
-			continue
+			err = q.Drop(ctx, id)
+		} else {
+			_, err = q.Replay(ctx, id)
 		}
-		d := parseDeadLetter(m)
-		if d.Payload == nil {
-			fmt.Fprintf(e.stderr, "redstream dlq: skipped %s: the message had no payload, so it cannot be replayed; drop it\n", m.ID)
-			continue
-		}
-		_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			// XADD <key> * payload <json>: a producer's entry.
-			p.XAdd(ctx, &redis.XAddArgs{Stream: keys.Stream(stream), Values: []any{"payload", string(d.Payload)}})
-			p.XDel(ctx, dlq, m.ID)
-			return nil
-		})
-		if err != nil {
+		switch {
+		case errors.Is(err, redstream.ErrNoDeadLetter):
+			fmt.Fprintf(e.stderr, "redstream dlq: %s has no entry %s\n", q.Key(), id)
+		case errors.Is(err, redstream.ErrNoPayload):
+			fmt.Fprintf(e.stderr, "redstream dlq: skipped %s: the message had no payload, so it cannot be replayed; drop it\n", id)
+		case err != nil:
 			return n, err
+		default:
+			n++
 		}
-		n++
 	}
 	return n, nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -128,108 +127,34 @@ func selectStreams(cfg *Config, name string) ([]target, error) {
 	return ts, nil
 }
 
-// collectStatus reads the state of every target, with the Redis server's
-// clock as "now".
+// collectStatus reads the state of every target (redstream.ReadStatus).
 func collectStatus(ctx context.Context, rdb redis.UniversalClient, keys redstream.Keys, targets []target) ([]streamStatus, error) {
-	now, err := rdb.Time(ctx).Result()
-	if err != nil {
-		return nil, fmt.Errorf("redis TIME: %w", err)
-	}
 	out := make([]streamStatus, 0, len(targets))
 	for _, t := range targets {
-		s, err := streamState(ctx, rdb, keys, t, now)
+		rs, err := redstream.ReadStatus(ctx, rdb, keys, t.stream, t.cfg.TrimConsumers...)
 		if err != nil {
-			return nil, fmt.Errorf("stream %s: %w", t.stream, err)
+			return nil, err
+		}
+		s := streamStatus{
+			Name: t.cfg.Name, Stream: rs.Stream, Index: t.cfg.Index, Length: rs.Length,
+			Delay:   delayStatus{Length: rs.Delayed, OldestAgeSeconds: rs.OldestDelayed.Seconds()},
+			Delayer: newLeaseStatus(rs.Delayer),
+			Trimmer: newLeaseStatus(rs.Trimmer),
+		}
+		for _, c := range rs.Consumers {
+			cs := consumerStatus{Name: c.Name, LagSeconds: c.Lag.Seconds(), Lease: newLeaseStatus(c.Lease), DeadLetters: c.DeadLetters}
+			if c.HasOffset {
+				cs.Offset = c.Offset.String()
+			}
+			s.Consumers = append(s.Consumers, cs)
 		}
 		out = append(out, s)
 	}
 	return out, nil
 }
 
-func streamState(ctx context.Context, rdb redis.UniversalClient, keys redstream.Keys, t target, now time.Time) (streamStatus, error) {
-	s := streamStatus{Name: t.cfg.Name, Stream: t.stream, Index: t.cfg.Index}
-	var err error
-	if s.Length, err = rdb.XLen(ctx, keys.Stream(t.stream)).Result(); err != nil {
-		return s, err
-	}
-	if s.Delay.Length, err = rdb.XLen(ctx, keys.Delay(t.stream)).Result(); err != nil {
-		return s, err
-	}
-	if s.Delay.Length > 0 {
-		if age, ok, err := firstAge(ctx, rdb, keys.Delay(t.stream), "-", now); err != nil {
-			return s, err
-		} else if ok {
-			s.Delay.OldestAgeSeconds = age
-		}
-	}
-	for _, c := range t.cfg.TrimConsumers {
-		cs := consumerStatus{Name: c}
-		off, err := rdb.Get(ctx, keys.Offset(t.stream, c)).Result()
-		switch {
-		case errors.Is(err, redis.Nil):
-			off = "0-0"
-		case err != nil:
-			return s, err
-		default:
-			cs.Offset = off
-		}
-		if age, ok, err := firstAge(ctx, rdb, keys.Stream(t.stream), "("+off, now); err != nil {
-			return s, err
-		} else if ok {
-			cs.LagSeconds = age
-		}
-		if cs.Lease, err = lease(ctx, rdb, keys.Lock(redstream.ConsumerLockName(t.stream, c))); err != nil {
-			return s, err
-		}
-		if cs.DeadLetters, err = rdb.XLen(ctx, keys.DeadLetter(t.stream, c)).Result(); err != nil {
-			return s, err
-		}
-		s.Consumers = append(s.Consumers, cs)
-	}
-	if s.Delayer, err = lease(ctx, rdb, keys.Lock(redstream.ConsumerLockName(redstream.DelayStream(t.stream), redstream.DelayerName))); err != nil {
-		return s, err
-	}
-	if s.Trimmer, err = lease(ctx, rdb, keys.Lock(redstream.TrimmerLockName(t.stream))); err != nil {
-		return s, err
-	}
-	return s, nil
-}
-
-// firstAge returns the age in seconds of the first entry of the stream at
-// key from start on, and whether there is one.
-func firstAge(ctx context.Context, rdb redis.UniversalClient, key, start string, now time.Time) (float64, bool, error) {
-	msgs, err := rdb.XRangeN(ctx, key, start, "+", 1).Result()
-	if err != nil || len(msgs) == 0 {
-		return 0, false, err
-	}
-	id, err := redstream.ParseID(msgs[0].ID)
-	if err != nil {
-		return 0, false, err
-	}
-	return max(now.Sub(id.Time()).Seconds(), 0), true, nil
-}
-
-func lease(ctx context.Context, rdb redis.UniversalClient, key string) (leaseStatus, error) {
-	var (
-		value *redis.StringCmd
-		pttl  *redis.DurationCmd
-	)
-	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		value = p.Get(ctx, key)
-		pttl = p.PTTL(ctx, key)
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return leaseStatus{}, err
-	}
-	if errors.Is(value.Err(), redis.Nil) {
-		return leaseStatus{}, nil // no key
-	}
-	held := leaseStatus{Held: true, Holder: redstream.LockHolder(value.Val())}
-	if ttl := pttl.Val(); ttl > 0 { // else no expiry: held for good
-		held.TTLSeconds = ttl.Seconds()
-	}
-	return held, nil
+func newLeaseStatus(l redstream.LockStatus) leaseStatus {
+	return leaseStatus{Held: l.Held, Holder: l.Holder, TTLSeconds: l.TTL.Seconds()}
 }
 
 func printStatus(w io.Writer, st []streamStatus) error {
