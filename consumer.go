@@ -176,7 +176,7 @@ type ConsumerStats struct {
 	// Consumer was created: batches committed, messages committed
 	// (including dead-lettered ones), failed handler calls and Redis
 	// errors, and messages written to the dead-letter stream.
-	Batches, Messages, Errors, DeadLettered uint64
+	Batches, Messages, Errors, DeadLettered int64
 }
 
 // Consumer reads one stream as a named consumer and hands batches to a
@@ -229,9 +229,9 @@ type Consumer struct {
 
 	// Guarded by worker.mu:
 	pending  ID // oldest message in hand; zero when none
-	batches  uint64
-	messages uint64
-	dead     uint64
+	batches  int64
+	messages int64
+	dead     int64
 }
 
 // NewConsumer returns a consumer named name of stream that hands batches to
@@ -339,13 +339,13 @@ func (c *Consumer) consume(s *session, offset ID) error {
 		}
 		s.ok()
 		offset = h.last
-		n := uint64(len(h.b.Messages) + len(h.invalid))
+		n := int64(len(h.b.Messages) + len(h.invalid))
 		c.update(func() {
 			c.committed = h.last
 			c.pending = ID{}
 			c.batches++
 			c.messages += n
-			c.dead += uint64(len(h.dead) + len(h.invalid))
+			c.dead += int64(len(h.dead) + len(h.invalid))
 		})
 	}
 	return nil

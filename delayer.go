@@ -64,7 +64,7 @@ type DelayerStats struct {
 	// Batches, Moved and Errors count, since the Delayer was created:
 	// committed batches, messages moved to the main stream, and failed
 	// Redis calls.
-	Batches, Moved, Errors uint64
+	Batches, Moved, Errors int64
 }
 
 //go:embed offset_move.lua
@@ -110,8 +110,8 @@ type Delayer struct {
 
 	// Guarded by worker.mu:
 	nextDue time.Time
-	batches uint64
-	moved   uint64
+	batches int64
+	moved   int64
 }
 
 // NewDelayer returns a delayer of stream (the main stream's name, e.g.
@@ -208,7 +208,7 @@ func (d *Delayer) run(s *session, offset ID) error {
 			d.update(func() {
 				d.committed = offset
 				d.batches++
-				d.moved += uint64(moved)
+				d.moved += int64(moved)
 			})
 		}
 		switch {

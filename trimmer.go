@@ -62,7 +62,7 @@ type TrimmerStats struct {
 	BlockedBy string
 	// Trims, Trimmed and Errors count, since the Trimmer was created:
 	// XTRIM calls, entries they removed, and failed trims.
-	Trims, Trimmed, Errors uint64
+	Trims, Trimmed, Errors int64
 }
 
 // Trimmer removes from a stream the messages that every configured consumer
@@ -85,8 +85,8 @@ type Trimmer struct {
 	// Guarded by worker.mu:
 	lowest    ID
 	blockedBy string
-	trims     uint64
-	trimmed   uint64
+	trims     int64
+	trimmed   int64
 }
 
 // NewTrimmer returns a trimmer of stream for the named consumers. It
@@ -184,7 +184,7 @@ func (t *Trimmer) Trim(ctx context.Context) (int64, error) {
 	case err != nil:
 		t.errs++
 	default:
-		t.trimmed += uint64(n)
+		t.trimmed += int64(n)
 	}
 	return n, err
 }

@@ -39,7 +39,7 @@ type worker struct {
 	mu        sync.Mutex
 	active    bool
 	committed ID
-	errs      uint64
+	errs      int64
 	idle      func() // called under mu when the worker stops holding its lease
 }
 
