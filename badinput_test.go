@@ -114,10 +114,10 @@ func TestBadInputDeadLettered(t *testing.T) {
 			}
 			c := newConsumer(t, rdb, "products", "indexer", h, copts)
 			start(t, c.Run)
-			eventually(t, 20*time.Second, "every entry committed", func() bool { return c.Stats().Messages == uint64(total) })
+			eventually(t, 20*time.Second, "every entry committed", func() bool { return c.Stats().Messages == int64(total) })
 
 			st := c.Stats()
-			if st.Errors != 0 || st.DeadLettered != uint64(len(bad)) {
+			if st.Errors != 0 || st.DeadLettered != int64(len(bad)) {
 				t.Errorf("consumer stats %+v: want no errors (no failed batch) and %d dead letters", st, len(bad))
 			}
 			for _, row := range good {

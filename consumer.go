@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,10 +30,6 @@ const (
 	// near this size is a bug or an abuse of the stream.
 	DefaultMaxPayloadBytes = 1 << 20
 )
-
-// errorLogEvery is how often a worker repeats an error line while the same
-// kind of failure goes on.
-const errorLogEvery = time.Minute
 
 // ErrInvalidMessage is the error recorded in the dead-letter stream for an
 // entry that has no "payload" field, whose payload is not valid JSON, or
@@ -155,8 +149,9 @@ type ConsumerOptions struct {
 	// Default: DefaultMaxPayloadBytes.
 	MaxPayloadBytes int
 
-	// Holder names this consumer's lease holder (see LeaseOptions.Holder).
-	// Default: DefaultHolder().
+	// Holder names this consumer's lease holder for operators: it is
+	// stored in the lock value after the random token, where LockHolder
+	// and `redstream status` read it. Default: DefaultHolder().
 	Holder string
 
 	// Logger receives the consumer's log lines; repeated errors are
@@ -181,7 +176,7 @@ type ConsumerStats struct {
 	// Consumer was created: batches committed, messages committed
 	// (including dead-lettered ones), failed handler calls and Redis
 	// errors, and messages written to the dead-letter stream.
-	Batches, Messages, Errors, DeadLettered uint64
+	Batches, Messages, Errors, DeadLettered int64
 }
 
 // Consumer reads one stream as a named consumer and hands batches to a
@@ -210,31 +205,22 @@ type ConsumerStats struct {
 // A Consumer is safe for concurrent use: Stats may be called at any time.
 // Run must not be called more than once at a time.
 type Consumer struct {
-	rdb      redis.UniversalClient
-	stream   string
-	name     string
-	h        Handler
-	keys     Keys
-	key      string // stream key
-	offset   string // offset key
-	dlq      string // dead-letter stream key
-	batch    int64
-	block    time.Duration
-	min, max time.Duration
-	payload  int // MaxPayloadBytes
-	log      *slog.Logger
-	lease    *leaser
+	worker
+	stream  string
+	name    string
+	h       Handler
+	keys    Keys
+	key     string // stream key
+	dlq     string // dead-letter stream key
+	batch   int64
+	block   time.Duration
+	payload int // MaxPayloadBytes
 
-	running atomic.Bool
-
-	mu        sync.Mutex
-	active    bool
-	committed ID
-	pending   ID // oldest message in hand; zero when none
-	batches   uint64
-	messages  uint64
-	errs      uint64
-	dead      uint64
+	// Guarded by worker.mu:
+	pending  ID // oldest message in hand; zero when none
+	batches  int64
+	messages int64
+	dead     int64
 }
 
 // NewConsumer returns a consumer named name of stream that hands batches to
@@ -242,21 +228,20 @@ type Consumer struct {
 // name, negative options, or, on a *redis.ClusterClient, a stream whose keys
 // would not share a hash slot (see Keys.CheckCluster).
 func NewConsumer(rdb redis.UniversalClient, stream, name string, h Handler, opts *ConsumerOptions) (*Consumer, error) {
-	var o ConsumerOptions
-	if opts != nil {
-		o = *opts
+	o := optionsOf(opts)
+	if err := checkWorkerArgs(rdb, "consumer", stream); err != nil {
+		return nil, err
 	}
 	switch {
-	case rdb == nil:
-		return nil, errors.New("redstream: nil redis client")
-	case stream == "" || name == "":
-		return nil, errors.New("redstream: consumer needs a stream and a name")
+	case name == "":
+		return nil, errors.New("redstream: consumer needs a name")
 	case h == nil:
 		return nil, errors.New("redstream: nil handler")
-	case o.BatchSize < 0 || o.Block < 0 || o.LockTTL < 0 || o.MinBackoff < 0 || o.MaxBackoff < 0 || o.MaxPayloadBytes < 0:
-		return nil, errors.New("redstream: negative consumer option")
 	}
-	log := cmp.Or(o.Logger, slog.Default()).With("stream", stream, "consumer", name)
+	if err := checkWorkerOptions("consumer", int64(o.BatchSize), int64(o.Block), int64(o.LockTTL),
+		int64(o.MinBackoff), int64(o.MaxBackoff), int64(o.MaxPayloadBytes)); err != nil {
+		return nil, err
+	}
 	ttl, err := leaseTTL(o.LockTTL)
 	if err != nil {
 		return nil, err
@@ -266,23 +251,23 @@ func NewConsumer(rdb redis.UniversalClient, stream, name string, h Handler, opts
 		return nil, err
 	}
 	c := &Consumer{
-		rdb:     rdb,
 		stream:  stream,
 		name:    name,
 		h:       h,
 		keys:    keys,
 		key:     keys.Stream(stream),
-		offset:  keys.Offset(stream, name),
 		dlq:     keys.DeadLetter(stream, name),
 		batch:   int64(cmp.Or(o.BatchSize, DefaultConsumerBatchSize)),
 		block:   cmp.Or(o.Block, DefaultConsumerBlock),
-		min:     cmp.Or(o.MinBackoff, DefaultMinBackoff),
-		max:     cmp.Or(o.MaxBackoff, DefaultMaxBackoff),
 		payload: cmp.Or(o.MaxPayloadBytes, DefaultMaxPayloadBytes),
-		log:     log,
 	}
-	c.max = max(c.max, c.min)
-	c.lease = newLeaser(rdb, keys, ConsumerLockName(stream, name), ttl, log).withHolder(o.Holder)
+	c.worker.init(rdb, workerConfig{
+		kind: "consumer", keys: keys, lockname: ConsumerLockName(stream, name),
+		offset: keys.Offset(stream, name), ttl: ttl,
+		lo: cmp.Or(o.MinBackoff, DefaultMinBackoff), hi: cmp.Or(o.MaxBackoff, DefaultMaxBackoff),
+		holder: o.Holder, log: cmp.Or(o.Logger, slog.Default()).With("stream", stream, "consumer", name),
+	})
+	c.idle = func() { c.pending = ID{} }
 	return c, nil
 }
 
@@ -316,155 +301,118 @@ func (c *Consumer) Stats() ConsumerStats {
 // on a *redis.Client, within Block on other clients (see
 // ConsumerOptions.Block). Run returns an error only for what retrying
 // cannot fix: a stored offset that is not a stream id, or a second Run.
-func (c *Consumer) Run(ctx context.Context) error {
-	if !c.running.CompareAndSwap(false, true) {
-		return errors.New("redstream: consumer already running")
-	}
-	defer c.running.Store(false)
-	return c.lease.hold(ctx, "consumer", retryBackoff{min: c.min, max: c.max}, c.log,
-		func() { c.count(&c.errs, 1) }, c.setActive, c.runLeased)
-}
+func (c *Consumer) Run(ctx context.Context) error { return c.hold(ctx, c.consume) }
 
-func (c *Consumer) setActive(v bool) {
-	c.mu.Lock()
-	c.active = v
-	if !v {
-		c.pending = ID{}
-	}
-	c.mu.Unlock()
-}
-
-func (c *Consumer) count(n *uint64, d uint64) {
-	c.mu.Lock()
-	*n += d
-	c.mu.Unlock()
-}
-
-// runLeased consumes while the lease is held. It returns nil when the
-// lease's context ends (stop or loss) and an error only when fatal.
-func (c *Consumer) runLeased(l *Lease) error {
-	ctx := l.Context()
-	bo := retryBackoff{min: c.min, max: c.max}
-	var errs errorLimiter
-	r := newXReader(c.rdb)
-	defer r.close()
-
-	var offset ID
-	for {
-		var err error
-		if offset, err = readOffset(ctx, c.rdb, c.offset); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, ErrInvalidID) {
-			return err
-		}
-		c.count(&c.errs, 1)
-		errs.fail(ctx, c.log, "redstream: consumer cannot read its offset", err)
-		if !sleepCtx(ctx, bo.next()) {
-			return nil
-		}
-	}
-	c.mu.Lock()
-	c.committed = offset
-	c.mu.Unlock()
-
-	var (
-		b       *Batch // a batch in hand, kept across retries
-		invalid map[ID]error
-		last    ID
-		handled bool         // the handler has accepted b
-		dead    map[ID]error // what it dead-lettered
-		written bool         // the dead letters of b are written
-	)
-	for ctx.Err() == nil {
-		if b == nil {
-			msgs, err := c.read(ctx, r, offset)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				c.count(&c.errs, 1)
-				errs.fail(ctx, c.log, "redstream: consumer read failed", err)
-				sleepCtx(ctx, bo.next())
-				continue
-			}
-			if len(msgs) == 0 {
-				continue
-			}
-			b, invalid, last = c.newBatch(msgs)
-			handled, dead, written = len(b.Messages) == 0, nil, false
-			c.mu.Lock()
-			c.pending = msgs[0].id
-			c.mu.Unlock()
-		}
-
-		if !handled {
-			if !l.Held() {
-				// Stopped past the TTL (or lost meanwhile): another holder
-				// may have this batch already; it is not ours to write.
-				return nil
-			}
-			b.Attempt++
-			err := c.handle(leaseContext{ctx, l}, b)
-			marks := b.takeDead()
-			if err != nil {
-				if ctx.Err() != nil {
-					// Abandoned: the next holder delivers it again.
-					return nil
-				}
-				c.count(&c.errs, 1)
-				errs.fail(ctx, c.log, "redstream: handler failed; retrying the batch", err,
-					"first", b.Messages[0].ID.String(), "attempt", b.Attempt)
-				sleepCtx(ctx, bo.next())
-				continue
-			}
-			handled, dead = true, marks
-		}
-
-		// The handler is done: write its dead letters and commit, even when
-		// ctx was cancelled meanwhile (on a detached context), unless the
-		// lease is lost. A failed write or commit is retried alone.
-		if errors.Is(context.Cause(ctx), ErrLockLost) || (ctx.Err() == nil && !l.Held()) {
-			return nil
-		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.lease.ttl)
-		var err error
-		if !written {
-			if err = c.writeDeadLetters(cctx, b, dead, invalid); err == nil {
-				written = true
-			}
-		}
-		if err == nil {
-			err = l.commitKey(cctx, c.offset, last)
-		}
-		cancel()
-		if errors.Is(err, ErrLockLost) {
-			c.log.WarnContext(ctx, "redstream: consumer lost its lease before committing", "offset", last.String())
-			return nil
-		}
+// consume reads, handles and commits batches from offset while l is held.
+// It returns nil when the lease's context ends, ErrLockLost when a commit
+// found the lease taken, and an error only when fatal.
+func (c *Consumer) consume(s *session, offset ID) error {
+	for s.ctx.Err() == nil {
+		msgs, err := c.read(s.ctx, s.r, offset)
 		if err != nil {
-			c.count(&c.errs, 1)
-			errs.fail(ctx, c.log, "redstream: consumer commit failed; retrying", err)
-			sleepCtx(ctx, bo.next())
+			if s.ctx.Err() == nil {
+				s.retry("redstream: consumer read failed", err)
+			}
 			continue
 		}
-		errs.recover(ctx, c.log, "redstream: consumer recovered")
-		bo.reset()
-		offset = last
-		n := uint64(len(b.Messages) + len(invalid))
-		c.mu.Lock()
-		c.committed = last
-		c.pending = ID{}
-		c.batches++
-		c.messages += n
-		c.dead += uint64(len(dead) + len(invalid))
-		c.mu.Unlock()
-		b, invalid, dead = nil, nil, nil
+		if len(msgs) == 0 {
+			continue
+		}
+		h := c.newBatch(msgs)
+		c.update(func() { c.pending = msgs[0].id })
+		if !c.deliver(s, h) {
+			return nil
+		}
+		if ok, err := c.settle(s, h); !ok {
+			return err
+		}
+		s.ok()
+		offset = h.last
+		n := int64(len(h.b.Messages) + len(h.invalid))
+		c.update(func() {
+			c.committed = h.last
+			c.pending = ID{}
+			c.batches++
+			c.messages += n
+			c.dead += int64(len(h.dead) + len(h.invalid))
+		})
 	}
 	return nil
+}
+
+// inHand is a batch read and not yet committed, with what is left to do.
+type inHand struct {
+	b       *Batch
+	invalid map[ID]error // entries that are not messages: never handled
+	last    ID           // the last entry's id, the offset to commit
+	dead    map[ID]error // what the handler dead-lettered
+	written bool         // the dead letters are written
+}
+
+// deliver hands h's batch to the handler until it accepts it, backing off
+// between attempts. It returns false, leaving the batch to the next holder,
+// when the lease's context ends or its deadline passes first.
+func (c *Consumer) deliver(s *session, h *inHand) bool {
+	if len(h.b.Messages) == 0 {
+		return true // nothing but invalid entries
+	}
+	for {
+		if !s.l.Held() {
+			// Stopped past the TTL (or lost meanwhile): another holder
+			// may have this batch already; it is not ours to write.
+			return false
+		}
+		h.b.Attempt++
+		err := c.handle(leaseContext{s.ctx, s.l}, h.b)
+		marks := h.b.takeDead()
+		if err == nil {
+			h.dead = marks
+			return true
+		}
+		if s.ctx.Err() != nil {
+			return false // abandoned: the next holder delivers it again
+		}
+		if !s.retry("redstream: handler failed; retrying the batch", err,
+			"first", h.b.Messages[0].ID.String(), "attempt", h.b.Attempt) {
+			return false
+		}
+	}
+}
+
+// settle writes the dead letters of a handled batch and commits its last
+// id, each retried alone, even when the lease's context was cancelled
+// meanwhile (on a detached context), unless the lease is lost. It reports
+// whether the batch is committed; the error is ErrLockLost when the commit
+// found another holder.
+func (c *Consumer) settle(s *session, h *inHand) (bool, error) {
+	for {
+		if errors.Is(context.Cause(s.ctx), ErrLockLost) || (s.ctx.Err() == nil && !s.l.Held()) {
+			return false, nil
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), c.lr.ttl)
+		err := c.commit(cctx, s.l, h)
+		cancel()
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, ErrLockLost):
+			return false, ErrLockLost
+		}
+		if !s.retry("redstream: consumer commit failed; retrying", err) {
+			return false, nil
+		}
+	}
+}
+
+// commit writes h's dead letters, once, then commits h's last id.
+func (c *Consumer) commit(ctx context.Context, l *lease, h *inHand) error {
+	if !h.written {
+		if err := c.writeDeadLetters(ctx, h.b, h.dead, h.invalid); err != nil {
+			return err
+		}
+		h.written = true
+	}
+	return l.commitKey(ctx, c.offset, h.last)
 }
 
 // leaseContext is the context of a handler call: its Err also checks the
@@ -473,7 +421,7 @@ func (c *Consumer) runLeased(l *Lease) error {
 // past the TTL, before the refresh goroutine has noticed.
 type leaseContext struct {
 	context.Context
-	l *Lease
+	l *lease
 }
 
 func (c leaseContext) Err() error {
@@ -492,60 +440,14 @@ func (c *Consumer) handle(ctx context.Context, b *Batch) (err error) {
 	return c.h.HandleBatch(ctx, b)
 }
 
-type xentry struct {
-	id     ID
-	values map[string]any
-}
-
 // read returns the entries after offset, waiting up to Block for some.
 func (c *Consumer) read(ctx context.Context, r *xreader, offset ID) ([]xentry, error) {
 	return r.read(ctx, c.key, offset, c.batch, c.block)
 }
 
-// xreader runs the blocking XREADs of one worker (see blocker).
-type xreader struct {
-	blocker
-}
-
-func newXReader(rdb redis.UniversalClient) *xreader {
-	return &xreader{blocker: newBlocker(rdb)}
-}
-
-func (r *xreader) read(ctx context.Context, key string, offset ID, count int64, block time.Duration) ([]xentry, error) {
-	args := &redis.XReadArgs{Streams: []string{key, offset.String()}, Count: count, Block: block}
-	var cmd *redis.XStreamSliceCmd
-	if err := r.do(ctx, func(c cmdProcessor) error {
-		cmd = c.XRead(ctx, args)
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	res, err := cmd.Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
-		r.close() // the next read starts on a fresh connection
-		return nil, fmt.Errorf("redstream: xread: %w", err)
-	}
-	var out []xentry
-	for _, s := range res {
-		if out == nil {
-			out = make([]xentry, 0, len(s.Messages))
-		}
-		for _, m := range s.Messages {
-			id, err := ParseID(m.ID)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, xentry{id: id, values: m.Values})
-		}
-	}
-	return out, nil
-}
-
-// newBatch turns entries into a batch, setting aside the invalid ones.
-func (c *Consumer) newBatch(es []xentry) (*Batch, map[ID]error, ID) {
+// newBatch turns entries into a batch in hand, setting aside the invalid
+// ones.
+func (c *Consumer) newBatch(es []xentry) *inHand {
 	b := &Batch{Stream: c.stream, Consumer: c.name, Messages: make([]Message, 0, len(es))}
 	var invalid map[ID]error
 	for _, e := range es {
@@ -560,7 +462,7 @@ func (c *Consumer) newBatch(es []xentry) (*Batch, map[ID]error, ID) {
 		b.Messages = append(b.Messages, Message{ID: e.id, Stream: c.stream, Payload: p})
 	}
 	b.raw = es
-	return b, invalid, es[len(es)-1].id
+	return &inHand{b: b, invalid: invalid, last: es[len(es)-1].id}
 }
 
 // entryPayload returns the payload field of an entry's values, checked:
@@ -580,79 +482,4 @@ func entryPayload(values map[string]any, maxBytes int) (json.RawMessage, error) 
 		return nil, fmt.Errorf("%w: payload is not JSON", ErrInvalidMessage)
 	}
 	return json.RawMessage(s), nil
-}
-
-// retryBackoff is a capped exponential backoff with jitter. The zero attempt
-// count waits min; each failure doubles the wait up to max. A random
-// jitter picks the wait in [d/2, d].
-type retryBackoff struct {
-	min, max time.Duration
-	n        int
-}
-
-func (b *retryBackoff) next() time.Duration {
-	d := b.min
-	for i := 0; i < b.n && d < b.max; i++ {
-		d *= 2
-	}
-	d = min(d, b.max)
-	b.n++
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-func (b *retryBackoff) reset() { b.n = 0 }
-
-// sleepCtx waits for d or until ctx ends; it reports whether d passed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-// errorLimiter rate-limits a worker's error lines: the first failure is logged,
-// then at most one line per errorLogEvery with the count of failures in
-// between, and one line when the worker recovers. It belongs to one
-// goroutine.
-type errorLimiter struct {
-	failing    bool
-	last       time.Time
-	suppressed int
-	warn       bool // log at Warn, not Error: an expected, passing state
-}
-
-func (e *errorLimiter) fail(ctx context.Context, log *slog.Logger, msg string, err error, attrs ...any) {
-	now := time.Now()
-	if e.failing && now.Sub(e.last) < errorLogEvery {
-		e.suppressed++
-		return
-	}
-	attrs = append(attrs, "error", err)
-	if e.suppressed > 0 {
-		attrs = append(attrs, "repeated", e.suppressed)
-	}
-	level := slog.LevelError
-	if e.warn {
-		level = slog.LevelWarn
-	}
-	log.Log(ctx, level, msg, attrs...)
-	e.failing, e.last, e.suppressed = true, now, 0
-}
-
-func (e *errorLimiter) recover(ctx context.Context, log *slog.Logger, msg string) {
-	if !e.failing {
-		return
-	}
-	log.InfoContext(ctx, msg)
-	e.failing, e.suppressed = false, 0
 }

@@ -3,15 +3,16 @@ package redstream
 import (
 	"cmp"
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redstream-go/redstream/internal/backoff"
 )
 
 // DelayerOptions configures a Delayer. A nil *DelayerOptions means all
@@ -42,8 +43,9 @@ type DelayerOptions struct {
 	// between the two shifts the delay. Default: time.Now.
 	Now func() time.Time
 
-	// Holder names this delayer's lease holder (see LeaseOptions.Holder).
-	// Default: DefaultHolder().
+	// Holder names this delayer's lease holder for operators: it is
+	// stored in the lock value after the random token, where LockHolder
+	// and `redstream status` read it. Default: DefaultHolder().
 	Holder string
 
 	// Logger receives the delayer's log lines. Default: slog.Default().
@@ -62,8 +64,15 @@ type DelayerStats struct {
 	// Batches, Moved and Errors count, since the Delayer was created:
 	// committed batches, messages moved to the main stream, and failed
 	// Redis calls.
-	Batches, Moved, Errors uint64
+	Batches, Moved, Errors int64
 }
+
+//go:embed offset_move.lua
+var luaMoveSrc string
+
+// luaMove moves due delay messages and commits the delayer's offset, fenced
+// by its lease.
+var luaMove = redis.NewScript(luaOffsetLib + luaMoveSrc)
 
 // Delayer moves the messages of a delay stream ("<stream>.delay") to the
 // main stream once they are at least delay old. One Lua script, fenced by
@@ -90,28 +99,19 @@ type DelayerStats struct {
 // A Delayer is safe for concurrent use: Stats may be called at any time.
 // Run must not be called more than once at a time.
 type Delayer struct {
-	rdb      redis.UniversalClient
-	stream   string
-	delay    time.Duration
-	main     string // main stream key
-	key      string // delay stream key
-	offset   string // offset key
-	batch    int64
-	block    time.Duration
-	min, max time.Duration
-	now      func() time.Time
-	log      *slog.Logger
-	lease    *leaser
+	worker
+	stream string
+	delay  time.Duration
+	main   string // main stream key
+	key    string // delay stream key
+	batch  int64
+	block  time.Duration
+	now    func() time.Time
 
-	running atomic.Bool
-
-	mu        sync.Mutex
-	active    bool
-	committed ID
-	nextDue   time.Time
-	batches   uint64
-	moved     uint64
-	errs      uint64
+	// Guarded by worker.mu:
+	nextDue time.Time
+	batches int64
+	moved   int64
 }
 
 // NewDelayer returns a delayer of stream (the main stream's name, e.g.
@@ -120,19 +120,16 @@ type Delayer struct {
 // *redis.ClusterClient, a stream whose keys would not share a hash slot
 // (see Keys.CheckCluster).
 func NewDelayer(rdb redis.UniversalClient, stream string, delay time.Duration, opts *DelayerOptions) (*Delayer, error) {
-	var o DelayerOptions
-	if opts != nil {
-		o = *opts
+	o := optionsOf(opts)
+	if err := checkWorkerArgs(rdb, "delayer", stream); err != nil {
+		return nil, err
 	}
-	switch {
-	case rdb == nil:
-		return nil, errors.New("redstream: nil redis client")
-	case stream == "":
-		return nil, errors.New("redstream: delayer needs a stream")
-	case delay < 0:
+	if delay < 0 {
 		return nil, fmt.Errorf("redstream: negative delay %v", delay)
-	case o.BatchSize < 0 || o.Block < 0 || o.LockTTL < 0 || o.MinBackoff < 0 || o.MaxBackoff < 0:
-		return nil, errors.New("redstream: negative delayer option")
+	}
+	if err := checkWorkerOptions("delayer", int64(o.BatchSize), int64(o.Block), int64(o.LockTTL),
+		int64(o.MinBackoff), int64(o.MaxBackoff)); err != nil {
+		return nil, err
 	}
 	ttl, err := leaseTTL(o.LockTTL)
 	if err != nil {
@@ -143,26 +140,25 @@ func NewDelayer(rdb redis.UniversalClient, stream string, delay time.Duration, o
 		return nil, err
 	}
 	delayStream := DelayStream(stream)
-	log := cmp.Or(o.Logger, slog.Default()).With("stream", delayStream, "consumer", DelayerName)
 	d := &Delayer{
-		rdb:    rdb,
 		stream: stream,
 		delay:  delay,
 		main:   keys.Stream(stream),
 		key:    keys.Delay(stream),
-		offset: keys.Offset(delayStream, DelayerName),
 		batch:  int64(cmp.Or(o.BatchSize, DefaultConsumerBatchSize)),
 		block:  cmp.Or(o.Block, DefaultConsumerBlock),
-		min:    cmp.Or(o.MinBackoff, DefaultMinBackoff),
-		max:    cmp.Or(o.MaxBackoff, DefaultMaxBackoff),
 		now:    o.Now,
-		log:    log,
 	}
 	if d.now == nil {
 		d.now = time.Now
 	}
-	d.max = max(d.max, d.min)
-	d.lease = newLeaser(rdb, keys, ConsumerLockName(delayStream, DelayerName), ttl, log).withHolder(o.Holder)
+	d.worker.init(rdb, workerConfig{
+		kind: "delayer", keys: keys, lockname: ConsumerLockName(delayStream, DelayerName),
+		offset: keys.Offset(delayStream, DelayerName), ttl: ttl,
+		lo: cmp.Or(o.MinBackoff, DefaultMinBackoff), hi: cmp.Or(o.MaxBackoff, DefaultMaxBackoff),
+		holder: o.Holder, log: cmp.Or(o.Logger, slog.Default()).With("stream", delayStream, "consumer", DelayerName),
+	})
+	d.idle = func() { d.nextDue = time.Time{} }
 	return d, nil
 }
 
@@ -186,100 +182,48 @@ func (d *Delayer) Stats() DelayerStats {
 // batch interrupted between its re-add and its commit is re-added by the
 // next run. Run returns an error only for a stored offset that is not a
 // stream id, or a second Run.
-func (d *Delayer) Run(ctx context.Context) error {
-	if !d.running.CompareAndSwap(false, true) {
-		return errors.New("redstream: delayer already running")
-	}
-	defer d.running.Store(false)
-	return d.lease.hold(ctx, "delayer", retryBackoff{min: d.min, max: d.max}, d.log,
-		func() { d.count(&d.errs, 1) }, d.setActive, d.runLeased)
-}
+func (d *Delayer) Run(ctx context.Context) error { return d.hold(ctx, d.run) }
 
-func (d *Delayer) setActive(v bool) {
-	d.mu.Lock()
-	d.active = v
-	d.nextDue = time.Time{}
-	d.mu.Unlock()
-}
-
-func (d *Delayer) count(n *uint64, v uint64) {
-	d.mu.Lock()
-	*n += v
-	d.mu.Unlock()
-}
-
-func (d *Delayer) runLeased(l *Lease) error {
-	ctx := l.Context()
-	bo := retryBackoff{min: d.min, max: d.max}
-	var errs errorLimiter
-	fail := func(msg string, err error) {
-		d.count(&d.errs, 1)
-		errs.fail(ctx, d.log, msg, err)
-		sleepCtx(ctx, bo.next())
-	}
-
-	var offset ID
-	for {
-		var err error
-		if offset, err = readOffset(ctx, d.rdb, d.offset); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, ErrInvalidID) {
-			return err
-		}
-		fail("redstream: delayer cannot read its offset", err)
-	}
-	d.mu.Lock()
-	d.committed = offset
-	d.mu.Unlock()
-	r := newXReader(d.rdb)
-	defer r.close()
-
-	for ctx.Err() == nil {
+// run moves due messages from offset while l is held. It returns nil when
+// the lease's context ends and ErrLockLost when a move found the lease
+// taken.
+func (d *Delayer) run(s *session, offset ID) error {
+	for s.ctx.Err() == nil {
 		// Once started, a move runs to its end even when ctx ends.
-		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.lease.ttl)
-		moved, last, next, err := d.move(mctx, l, offset)
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), d.lr.ttl)
+		moved, last, next, err := d.move(mctx, s.l, offset)
 		cancel()
 		if errors.Is(err, ErrLockLost) {
-			d.log.WarnContext(ctx, "redstream: delayer lost its lease before moving", "offset", offset.String())
-			return nil
+			return ErrLockLost
 		}
 		if err != nil {
-			if ctx.Err() == nil {
-				fail("redstream: delayer move failed", err)
+			if s.ctx.Err() == nil {
+				s.retry("redstream: delayer move failed", err)
 			}
 			continue
 		}
-		errs.recover(ctx, d.log, "redstream: delayer recovered")
-		bo.reset()
+		s.ok()
 		if moved > 0 {
 			offset = last
-			d.mu.Lock()
-			d.committed = offset
-			d.batches++
-			d.moved += uint64(moved)
-			d.mu.Unlock()
+			d.update(func() {
+				d.committed = offset
+				d.batches++
+				d.moved += int64(moved)
+			})
 		}
 		switch {
 		case next.IsZero():
 			// Nothing left: wait for a new delay message.
-			if _, err := r.read(ctx, d.key, offset, 1, d.block); err != nil && ctx.Err() == nil {
-				fail("redstream: delayer read failed", err)
+			if _, err := s.r.read(s.ctx, d.key, offset, 1, d.block); err != nil && s.ctx.Err() == nil {
+				s.retry("redstream: delayer read failed", err)
 			}
 		case d.due(next):
 			// A full batch was moved; more are due.
 		default:
 			due := next.Time().Add(d.delay)
-			d.mu.Lock()
-			d.nextDue = due
-			d.mu.Unlock()
-			sleepCtx(ctx, due.Sub(d.now()))
-			d.mu.Lock()
-			d.nextDue = time.Time{}
-			d.mu.Unlock()
+			d.update(func() { d.nextDue = due })
+			backoff.Sleep(s.ctx, due.Sub(d.now()))
+			d.update(func() { d.nextDue = time.Time{} })
 		}
 	}
 	return nil
@@ -295,14 +239,14 @@ func (d *Delayer) due(id ID) bool { return !id.Time().Add(d.delay).After(d.now()
 // it moved, the last one's id and the id of the next message (zero when
 // there is none). In Redis Cluster the lock, offset and both streams must
 // share a slot (brace the stream name).
-func (d *Delayer) move(ctx context.Context, l *Lease, offset ID) (moved int, last, next ID, err error) {
+func (d *Delayer) move(ctx context.Context, l *lease, offset ID) (moved int, last, next ID, err error) {
 	// Due means id time + delay <= now, so the newest due id is the last
 	// one of the millisecond now - delay.
 	cutoff := d.now().Add(-d.delay).UnixMilli()
 	if cutoff < 0 {
 		cutoff = 0
 	}
-	keys := []string{d.lease.key, d.offset, d.key, d.main}
+	keys := []string{d.lr.key, d.offset, d.key, d.main}
 	reply, err := luaMove.Run(ctx, d.rdb, keys, l.value, offset.String(),
 		strconv.FormatInt(cutoff, 10), d.batch).Result()
 	if err != nil {

@@ -142,7 +142,7 @@ func TestDelayStreamGuarantee(t *testing.T) {
 	// table. (It may match earlier: a late create message of a row also
 	// indexes the row's later updates.)
 	eventually(t, 30*time.Second, "the delayer to move every delay message", func() bool {
-		return d.Stats().Moved >= uint64(records)
+		return d.Stats().Moved >= int64(records)
 	})
 	var diff string
 	deadline := time.Now().Add(30 * time.Second)

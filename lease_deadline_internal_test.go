@@ -55,7 +55,7 @@ func TestLeaseDeadlineStopsHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	var jump atomic.Int64 // how far the holder's clock has jumped
-	c.lease.since = func(t time.Time) time.Duration { return time.Since(t) + time.Duration(jump.Load()) }
+	c.lr.since = func(t time.Time) time.Duration { return time.Since(t) + time.Duration(jump.Load()) }
 
 	rctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

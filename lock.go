@@ -25,12 +25,12 @@ const DefaultLockTTL = 5 * time.Second
 // ErrLockLost is the cause of a lease context cancelled because the lease
 // was lost: a refresh found another holder's value in the lock key, or the
 // local lease deadline passed without a successful refresh. It is also
-// returned by Lease.CommitOffset when the lock no longer holds the lease's
+// returned by a fenced commit when the lock no longer holds the lease's
 // value, in which case nothing was written.
 var ErrLockLost = errors.New("redstream: lock lost")
 
-// ErrLeaseHeld is returned by TryLease when another holder has the lock.
-var ErrLeaseHeld = errors.New("redstream: lease held by another holder")
+// errLeaseHeld is returned by leaser.try when another holder has the lock.
+var errLeaseHeld = errors.New("redstream: lease held by another holder")
 
 const (
 	// leaseWaitPoll bounds one wait on a lock's notify list. A waiter whose
@@ -45,39 +45,7 @@ var (
 	//go:embed lock_release.lua
 	luaReleaseSrc string
 	luaRelease    = redis.NewScript(luaReleaseSrc)
-
-	//go:embed offset_lib.lua
-	luaOffsetLib string
-
-	//go:embed offset_commit.lua
-	luaCommitSrc string
-	luaCommit    = redis.NewScript(luaOffsetLib + luaCommitSrc)
-
-	//go:embed offset_move.lua
-	luaMoveSrc string
-	luaMove    = redis.NewScript(luaOffsetLib + luaMoveSrc)
 )
-
-// LeaseOptions configures AcquireLease and TryLease. A nil *LeaseOptions
-// means all defaults.
-type LeaseOptions struct {
-	// Namespace selects the key layout (see NewKeys). Default: "" (none).
-	Namespace string
-
-	// TTL is the lock key's time-to-live. The lease is refreshed every
-	// TTL/3, and its work context is cancelled once TTL has passed since
-	// the last successful refresh. Default: DefaultLockTTL.
-	TTL time.Duration
-
-	// Holder names the lease's holder for operators: it is stored in the
-	// lock value after the random token (see LockHolder). Default:
-	// DefaultHolder().
-	Holder string
-
-	// Logger receives lease events (loss, refresh errors).
-	// Default: slog.Default().
-	Logger *slog.Logger
-}
 
 // holderSep separates the random token of a lock value from the holder's
 // name: "<token>@<holder>".
@@ -107,8 +75,7 @@ func LockHolder(value string) string {
 	return value[tokenLen+len(holderSep):]
 }
 
-// leaser obtains leases on one lock. It is the shared machinery of the
-// workers and of the exported AcquireLease and TryLease.
+// leaser obtains leases on one lock for a worker.
 type leaser struct {
 	rdb    redis.UniversalClient
 	locks  *redislock.Client
@@ -148,18 +115,6 @@ func (lr *leaser) withHolder(holder string) *leaser {
 	return lr
 }
 
-func leaseOptions(opts *LeaseOptions) (Keys, time.Duration, *slog.Logger, error) {
-	var o LeaseOptions
-	if opts != nil {
-		o = *opts
-	}
-	ttl, err := leaseTTL(o.TTL)
-	if err != nil {
-		return Keys{}, 0, nil, err
-	}
-	return NewKeys(o.Namespace), ttl, cmp.Or(o.Logger, slog.Default()), nil
-}
-
 // leaseTTL applies the default to a TTL option and validates it.
 func leaseTTL(ttl time.Duration) (time.Duration, error) {
 	ttl = cmp.Or(ttl, DefaultLockTTL)
@@ -169,94 +124,8 @@ func leaseTTL(ttl time.Duration) (time.Duration, error) {
 	return ttl, nil
 }
 
-// TryLease tries once to obtain the lock named lockname (for example
-// ConsumerLockName("products", "indexer")) and returns ErrLeaseHeld when
-// another holder has it. The lease's context derives from ctx. The caller
-// must Release the lease. On a *redis.ClusterClient, the lock and its
-// notify list must share a hash slot (brace the stream name in the lock
-// name: "consumer:{products}:indexer"); otherwise TryLease returns an error
-// at once.
-func TryLease(ctx context.Context, rdb redis.UniversalClient, lockname string, opts *LeaseOptions) (*Lease, error) {
-	keys, ttl, log, err := leaseOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkClusterLock(rdb, keys, lockname); err != nil {
-		return nil, err
-	}
-	return newLeaser(rdb, keys, lockname, ttl, log).withHolder(holderOf(opts)).try(ctx)
-}
-
-// AcquireLease obtains the lock named lockname, waiting for as long as ctx
-// allows while another holder has it. A waiter blocks on the lock's notify
-// list, so it wakes as soon as the holder releases the lock (within a few
-// milliseconds), and as soon as the lock key of a vanished holder expires.
-// On a *redis.Client it waits on a dedicated connection and returns at once
-// when ctx ends; other clients wait on a pool connection, for at most a
-// second at a time. It returns ctx's error when ctx ends first. The lease's
-// context derives from ctx. The caller must Release the lease. On a
-// *redis.ClusterClient the lock name must be braced as for TryLease.
-func AcquireLease(ctx context.Context, rdb redis.UniversalClient, lockname string, opts *LeaseOptions) (*Lease, error) {
-	keys, ttl, log, err := leaseOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkClusterLock(rdb, keys, lockname); err != nil {
-		return nil, err
-	}
-	return newLeaser(rdb, keys, lockname, ttl, log).withHolder(holderOf(opts)).acquire(ctx)
-}
-
-func holderOf(opts *LeaseOptions) string {
-	if opts == nil {
-		return ""
-	}
-	return opts.Holder
-}
-
-// hold is the life of a long-running lease holder (a consumer, a delayer):
-// until ctx ends it obtains the lease, runs work while holding it, and
-// releases it. A failure to obtain the lease is counted (failed), logged
-// at most once a minute and retried after backoff; a lost lease is waited
-// for again. setActive reports whether the lease is held. hold returns nil
-// when ctx ends, or the first error work returns (work returns nil when
-// its lease's context ends).
-func (lr *leaser) hold(ctx context.Context, name string, bo retryBackoff, log *slog.Logger,
-	failed func(), setActive func(bool), work func(*Lease) error) error {
-	var errs errorLimiter
-	for ctx.Err() == nil {
-		l, err := lr.acquire(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			failed()
-			errs.fail(ctx, log, "redstream: "+name+" cannot obtain its lease", err)
-			if !sleepCtx(ctx, bo.next()) {
-				break
-			}
-			continue
-		}
-		bo.reset()
-		errs.recover(ctx, log, "redstream: "+name+" obtained its lease")
-		setActive(true)
-		err = work(l)
-		setActive(false)
-		if rerr := l.Release(ctx); rerr != nil && !errors.Is(rerr, ErrLockLost) {
-			log.WarnContext(ctx, "redstream: "+name+" lease release failed", "error", rerr)
-		}
-		if err != nil {
-			return err
-		}
-		if errors.Is(context.Cause(l.Context()), ErrLockLost) && ctx.Err() == nil {
-			log.WarnContext(ctx, "redstream: "+name+" lost its lease; waiting to obtain it again")
-		}
-	}
-	return nil
-}
-
-// try obtains the lock once, or returns ErrLeaseHeld.
-func (lr *leaser) try(ctx context.Context) (*Lease, error) {
+// try obtains the lock once, or returns errLeaseHeld.
+func (lr *leaser) try(ctx context.Context) (*lease, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -270,7 +139,7 @@ func (lr *leaser) try(ctx context.Context) (*Lease, error) {
 	cancel()
 	switch {
 	case errors.Is(err, redislock.ErrNotObtained):
-		return nil, ErrLeaseHeld
+		return nil, errLeaseHeld
 	case err != nil && ctx.Err() != nil:
 		return nil, ctx.Err()
 	case err != nil:
@@ -281,12 +150,12 @@ func (lr *leaser) try(ctx context.Context) (*Lease, error) {
 
 // acquire obtains the lock, waiting on its notify list while another
 // holder has it.
-func (lr *leaser) acquire(ctx context.Context) (*Lease, error) {
+func (lr *leaser) acquire(ctx context.Context) (*lease, error) {
 	var b blocker
 	defer b.close()
 	for {
 		l, err := lr.try(ctx)
-		if !errors.Is(err, ErrLeaseHeld) {
+		if !errors.Is(err, errLeaseHeld) {
 			return l, err
 		}
 		if b.rdb == nil {
@@ -335,9 +204,9 @@ func (lr *leaser) wait(ctx context.Context, b *blocker) error {
 }
 
 // start turns an obtained lock into a lease and starts its keeper.
-func (lr *leaser) start(ctx context.Context, lock *redislock.Lock, obtained time.Time) *Lease {
+func (lr *leaser) start(ctx context.Context, lock *redislock.Lock, obtained time.Time) *lease {
 	work, cancel := context.WithCancelCause(ctx)
-	l := &Lease{
+	l := &lease{
 		base:   obtained,
 		lr:     lr,
 		lock:   lock,
@@ -352,9 +221,9 @@ func (lr *leaser) start(ctx context.Context, lock *redislock.Lock, obtained time
 	return l
 }
 
-// Lease is a held Redis lock that is kept alive until it is released or
-// lost. Obtain one with AcquireLease or TryLease; the workers of this
-// package hold one each while they run.
+// lease is a held Redis lock that is kept alive until it is released or
+// lost. A worker obtains one through its leaser (try, acquire) and holds
+// it while it runs.
 //
 // While the lease is held, a goroutine refreshes the lock every TTL/3,
 // checking that the lock still holds this lease's value. When a refresh
@@ -365,9 +234,9 @@ func (lr *leaser) start(ctx context.Context, lock *redislock.Lock, obtained time
 // through a fenced script such as CommitOffset.
 //
 // The lock keys are those of the Ruby gem, so Go and Ruby workers exclude
-// each other. A Lease is safe for concurrent use. Release must be called
+// each other. A lease is safe for concurrent use. Release must be called
 // exactly once it is no longer needed; it stops the refresh goroutine.
-type Lease struct {
+type lease struct {
 	base   time.Time    // when the lock was requested; a monotonic reference
 	until  atomic.Int64 // the local deadline, in nanoseconds after base
 	lr     *leaser
@@ -383,10 +252,10 @@ type Lease struct {
 }
 
 // Context returns the context of the work done under the lease. It is
-// cancelled when the parent context given to AcquireLease or TryLease ends,
+// cancelled when the parent context given to the leaser ends,
 // when the lease is lost (context.Cause is then ErrLockLost) and when it is
 // released.
-func (l *Lease) Context() context.Context { return l.work }
+func (l *lease) Context() context.Context { return l.work }
 
 // Held reports whether the lease is still held as far as this process can
 // tell: it has been neither released nor lost, and its local deadline (the
@@ -400,7 +269,7 @@ func (l *Lease) Context() context.Context { return l.work }
 // pause, a long stall) acts after another holder has taken over: the
 // monotonic clock runs on while a process is stopped, so the first check
 // after it resumes fails.
-func (l *Lease) Held() bool {
+func (l *lease) Held() bool {
 	select {
 	case <-l.stop:
 		return false
@@ -417,12 +286,12 @@ func (l *Lease) Held() bool {
 }
 
 // Key returns the Redis key of the lease's lock.
-func (l *Lease) Key() string { return l.lr.key }
+func (l *lease) Key() string { return l.lr.key }
 
 // keep refreshes the lock until the lease is released or lost. It runs
 // every refresh in its own goroutine, so that a refresh stuck on the wire
 // cannot hold back the local deadline.
-func (l *Lease) keep(deadline time.Time) {
+func (l *lease) keep(deadline time.Time) {
 	defer close(l.done)
 	ttl := l.lr.ttl
 	tick := time.NewTicker(ttl / 3)
@@ -489,7 +358,7 @@ func (l *Lease) keep(deadline time.Time) {
 // even while its owner shuts down. It returns ErrLockLost when the lock was
 // held by another holder. Only the first call does anything; later calls
 // return its result.
-func (l *Lease) Release(ctx context.Context) error {
+func (l *lease) Release(ctx context.Context) error {
 	l.once.Do(func() {
 		close(l.stop)
 		<-l.done
@@ -506,112 +375,4 @@ func (l *Lease) Release(ctx context.Context) error {
 		}
 	})
 	return l.relErr
-}
-
-// CommitOffset sets the committed offset of consumer on stream to id, in one
-// script that first checks that the lease's lock still holds this lease's
-// value: a deposed holder commits nothing and gets ErrLockLost. The offset
-// never moves backwards: committing an id at or before the stored one
-// (compared numerically) leaves it unchanged and returns nil. In Redis
-// Cluster, the lock and offset keys must share a slot (brace the stream
-// name).
-func (l *Lease) CommitOffset(ctx context.Context, stream, consumer string, id ID) error {
-	return l.commitKey(ctx, l.lr.keys.Offset(stream, consumer), id)
-}
-
-func (l *Lease) commitKey(ctx context.Context, offsetKey string, id ID) error {
-	n, err := luaCommit.Run(ctx, l.lr.rdb, []string{l.lr.key, offsetKey}, l.value, id.String()).Int64()
-	switch {
-	case err != nil:
-		return fmt.Errorf("redstream: commit offset %s: %w", id, err)
-	case n < 0:
-		return ErrLockLost
-	}
-	return nil
-}
-
-// readOffset returns the committed offset at key, or the zero ID when none
-// has been committed.
-func readOffset(ctx context.Context, rdb redis.UniversalClient, key string) (ID, error) {
-	s, err := rdb.Get(ctx, key).Result()
-	switch {
-	case errors.Is(err, redis.Nil):
-		return ID{}, nil
-	case err != nil:
-		return ID{}, fmt.Errorf("redstream: read offset: %w", err)
-	}
-	id, err := ParseID(s)
-	if err != nil {
-		return ID{}, fmt.Errorf("redstream: offset %s: %w", key, err)
-	}
-	return id, nil
-}
-
-// cmdProcessor is what a blocker runs commands on: a client or a
-// dedicated connection.
-type cmdProcessor interface {
-	redis.Cmdable
-	Process(ctx context.Context, cmd redis.Cmder) error
-}
-
-// blocker runs the blocking commands (XREAD BLOCK, BLPOP) of one worker. On
-// a *redis.Client it runs them on a dedicated connection, so that a command
-// waiting in Redis holds no connection of the shared pool, and interrupts a
-// waiting command with CLIENT UNBLOCK when ctx ends, so that workers stop at
-// once. Other clients (cluster, ring) run them through their pool, and a
-// command waits out its timeout. A blocker belongs to one goroutine; close
-// releases its connection.
-type blocker struct {
-	rdb    redis.UniversalClient
-	client *redis.Client // nil when rdb is not a *redis.Client
-	conn   *redis.Conn
-	id     int64
-}
-
-func newBlocker(rdb redis.UniversalClient) blocker {
-	b := blocker{rdb: rdb}
-	b.client, _ = rdb.(*redis.Client)
-	return b
-}
-
-func (b *blocker) close() {
-	if b.conn != nil {
-		_ = b.conn.Close()
-		b.conn = nil
-	}
-}
-
-// do runs fn, which sends one blocking command, on the dedicated
-// connection, or on the client itself when there is none. It returns fn's
-// error, or the error of setting up the connection. When fn fails with
-// anything but redis.Nil, the connection is dropped and the next command
-// starts on a fresh one.
-func (b *blocker) do(ctx context.Context, fn func(cmdProcessor) error) error {
-	if b.client == nil {
-		return fn(b.rdb)
-	}
-	if b.conn == nil {
-		conn := b.client.Conn()
-		id, err := conn.ClientID(ctx).Result()
-		if err != nil {
-			_ = conn.Close()
-			return fmt.Errorf("redstream: client id: %w", err)
-		}
-		b.conn, b.id = conn, id
-	}
-	unblocked := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(unblocked)
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		b.client.ClientUnblock(uctx, b.id)
-	})
-	err := fn(b.conn)
-	if !stop() {
-		<-unblocked
-	}
-	if err != nil && !errors.Is(err, redis.Nil) {
-		b.close() // the next command starts on a fresh connection
-	}
-	return err
 }

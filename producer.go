@@ -109,8 +109,11 @@ func (e *ReplicaError) Error() string {
 // consumers read. A record's message is its stream name (Namer, or the GORM
 // table name) and its payload (Payloader, or {"id":<primary key>}).
 //
-// A Producer is safe for concurrent use and holds no resources of its own:
-// the Redis client is the caller's to close.
+// A Producer is safe for concurrent use. The Redis client is the caller's
+// to close. Without AsyncPublish a Producer holds no resources of its own;
+// with it, the Producer owns a background writer goroutine, started by the
+// first commit, which Close flushes and stops: call Close before the
+// process exits.
 type Producer struct {
 	rdb      redis.UniversalClient
 	keys     Keys
@@ -131,6 +134,8 @@ type asyncWriter struct {
 	running bool
 	wake    chan struct{} // capacity 1: pending has entries
 	done    chan struct{} // closed when the writer goroutine returns
+	ctx     context.Context
+	abort   context.CancelFunc // ends the writes in flight; Close's last resort
 }
 
 // NewProducer returns a Producer writing to rdb. Options that are zero or
@@ -157,9 +162,12 @@ func NewProducer(rdb redis.UniversalClient, opts *ProducerOptions) *Producer {
 }
 
 // Close flushes the messages AsyncPublish has queued and stops its
-// writer, waiting until they are written or ctx ends. Later publishes are
-// written synchronously. Close is safe to call more than once, and a
-// no-op without AsyncPublish.
+// writer, waiting until they are written or ctx ends. When ctx ends first,
+// Close cancels the write in flight, leaves what is still queued to the
+// Delayer (those messages arrive delay late), waits for the writer to
+// return and returns ctx's error: no goroutine outlives Close. Later
+// publishes are written synchronously. Close is safe to call more than
+// once, and a no-op without AsyncPublish.
 func (p *Producer) Close(ctx context.Context) error {
 	a := &p.async
 	a.mu.Lock()
@@ -174,8 +182,10 @@ func (p *Producer) Close(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("redstream: close producer: %w", context.Cause(ctx))
 	}
+	a.abort()
+	<-done
+	return fmt.Errorf("redstream: close producer: queued messages left to the Delayer: %w", context.Cause(ctx))
 }
 
 // publishAsync queues entries for the background writer, starting it on
@@ -193,6 +203,7 @@ func (p *Producer) publishAsync(ctx context.Context, entries []entry) {
 		a.running = true
 		a.wake = make(chan struct{}, 1)
 		a.done = make(chan struct{})
+		a.ctx, a.abort = context.WithCancel(context.Background())
 		go p.asyncLoop()
 	}
 	a.mu.Unlock()
@@ -218,13 +229,20 @@ func (p *Producer) asyncLoop() {
 			a.pending = nil
 			closed := a.closed
 			a.mu.Unlock()
+			if a.ctx.Err() != nil {
+				if n := len(batch); n > 0 {
+					p.log.Warn("redstream: producer closed before its queued messages were written; the Delayer will deliver them",
+						"messages", n)
+				}
+				return
+			}
 			if len(batch) == 0 {
 				if closed {
 					return
 				}
 				break
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), p.opts.PublishTimeout)
+			ctx, cancel := context.WithTimeout(a.ctx, p.opts.PublishTimeout)
 			p.publishNow(ctx, batch)
 			cancel()
 		}

@@ -285,3 +285,76 @@ func TestPluginAsyncPublish(t *testing.T) {
 	}
 	must(t, p.Close(ctx)) // idempotent
 }
+
+// hangHook holds every command or pipeline that writes to key until its
+// context ends, as a Redis that stopped answering would.
+type hangHook struct{ key string }
+
+func (h hangHook) hangs(cmds []redis.Cmder) bool {
+	for _, c := range cmds {
+		if args := c.Args(); len(args) > 1 && args[0] == "xadd" && args[1] == h.key {
+			return true
+		}
+	}
+	return false
+}
+
+func (h hangHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h hangHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.hangs([]redis.Cmder{cmd}) {
+			<-ctx.Done()
+			cmd.SetErr(ctx.Err())
+			return ctx.Err()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h hangHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.hangs(cmds) {
+			<-ctx.Done()
+			for _, c := range cmds {
+				c.SetErr(ctx.Err())
+			}
+			return ctx.Err()
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestProducerCloseAbortsWrites: when Close's context ends before the
+// AsyncPublish writer has flushed, Close cancels the write in flight,
+// waits for the writer to return and reports it; the messages stay in the
+// delay stream for the Delayer. TestMain's goroutine check fails the run
+// if the writer outlived Close.
+func TestProducerCloseAbortsWrites(t *testing.T) {
+	t.Parallel()
+	rdb, ns := testenv.Redis(t)
+	keys := redstream.NewKeys(ns)
+	rdb.AddHook(hangHook{key: keys.Stream("products")})
+	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns, AsyncPublish: true, PublishTimeout: time.Hour})
+	db := testenv.GORM(t, nil)
+	must(t, db.Use(redstream.NewPlugin(p)))
+	must(t, db.AutoMigrate(&Product{}))
+	must(t, db.Create(&Product{ID: 1}).Error)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := p.Close(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close = %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Close took %v after its context ended", d)
+	}
+	if n := rdb.XLen(context.Background(), keys.Delay("products")).Val(); n != 1 {
+		t.Fatalf("delay messages = %d, want 1 left for the Delayer", n)
+	}
+	if n := rdb.XLen(context.Background(), keys.Stream("products")).Val(); n != 0 {
+		t.Fatalf("main messages = %d, want none", n)
+	}
+}

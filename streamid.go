@@ -22,8 +22,8 @@ type ID struct {
 // stream id.
 var ErrInvalidID = errors.New("redstream: invalid stream id")
 
-// MaxID is the largest stream id.
-var MaxID = ID{MS: math.MaxUint64, Seq: math.MaxUint64}
+// maxID is the largest stream id.
+var maxID = ID{MS: math.MaxUint64, Seq: math.MaxUint64}
 
 // ParseID parses "<ms>-<seq>". A bare "<ms>" is accepted with sequence 0, as
 // Redis accepts it in ranges.
@@ -84,8 +84,8 @@ func (id ID) Less(o ID) bool { return id.Compare(o) < 0 }
 func (id ID) IsZero() bool { return id == ID{} }
 
 // Next returns the smallest id after id. XTRIM MINID keeps the id it is
-// given, so trimming up to and including id passes id.Next(). Next of MaxID
-// is MaxID.
+// given, so trimming up to and including id passes id.Next(). Next of the
+// largest id is the largest id.
 func (id ID) Next() ID {
 	switch {
 	case id.Seq < math.MaxUint64:

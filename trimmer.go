@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redstream-go/redstream/internal/backoff"
 )
 
 // DefaultTrimInterval is how long a Trimmer waits between trims.
@@ -42,8 +42,9 @@ type TrimmerOptions struct {
 	// consumer without an offset blocks trimming.
 	IgnoreMissingOffsets bool
 
-	// Holder names this trimmer's lease holder (see LeaseOptions.Holder).
-	// Default: DefaultHolder().
+	// Holder names this trimmer's lease holder for operators: it is
+	// stored in the lock value after the random token, where LockHolder
+	// and `redstream status` read it. Default: DefaultHolder().
 	Holder string
 
 	// Logger receives the trimmer's log lines; repeated errors and the
@@ -61,7 +62,7 @@ type TrimmerStats struct {
 	BlockedBy string
 	// Trims, Trimmed and Errors count, since the Trimmer was created:
 	// XTRIM calls, entries they removed, and failed trims.
-	Trims, Trimmed, Errors uint64
+	Trims, Trimmed, Errors int64
 }
 
 // Trimmer removes from a stream the messages that every configured consumer
@@ -73,24 +74,19 @@ type TrimmerStats struct {
 // A Trimmer is safe for concurrent use: Stats and Trim may be called at any
 // time, also while Run runs.
 type Trimmer struct {
-	rdb       redis.UniversalClient
+	worker
 	stream    string
 	consumers []string
 	key       string   // stream key
 	offsets   []string // offset keys, in consumers' order
 	interval  time.Duration
 	ignore    bool
-	log       *slog.Logger
-	lease     *leaser
 
-	running atomic.Bool
-
-	mu        sync.Mutex
-	min       ID
+	// Guarded by worker.mu:
+	lowest    ID
 	blockedBy string
-	trims     uint64
-	trimmed   uint64
-	errs      uint64
+	trims     int64
+	trimmed   int64
 }
 
 // NewTrimmer returns a trimmer of stream for the named consumers. It
@@ -98,19 +94,15 @@ type Trimmer struct {
 // names, negative options, or, on a *redis.ClusterClient, a stream whose
 // keys would not share a hash slot (see Keys.CheckCluster).
 func NewTrimmer(rdb redis.UniversalClient, stream string, consumers []string, opts *TrimmerOptions) (*Trimmer, error) {
-	var o TrimmerOptions
-	if opts != nil {
-		o = *opts
+	o := optionsOf(opts)
+	if err := checkWorkerArgs(rdb, "trimmer", stream); err != nil {
+		return nil, err
 	}
-	switch {
-	case rdb == nil:
-		return nil, errors.New("redstream: nil redis client")
-	case stream == "":
-		return nil, errors.New("redstream: trimmer needs a stream")
-	case len(consumers) == 0 || slices.Contains(consumers, ""):
+	if len(consumers) == 0 || slices.Contains(consumers, "") {
 		return nil, errors.New("redstream: trimmer needs consumer names")
-	case o.Interval < 0 || o.LockTTL < 0:
-		return nil, errors.New("redstream: negative trimmer option")
+	}
+	if err := checkWorkerOptions("trimmer", int64(o.Interval), int64(o.LockTTL)); err != nil {
+		return nil, err
 	}
 	ttl, err := leaseTTL(o.LockTTL)
 	if err != nil {
@@ -120,20 +112,20 @@ func NewTrimmer(rdb redis.UniversalClient, stream string, consumers []string, op
 	if err := checkClusterKeys(rdb, keys, stream, consumers...); err != nil {
 		return nil, err
 	}
-	log := cmp.Or(o.Logger, slog.Default()).With("stream", stream)
 	t := &Trimmer{
-		rdb:       rdb,
 		stream:    stream,
 		consumers: slices.Clone(consumers),
 		key:       keys.Stream(stream),
 		interval:  cmp.Or(o.Interval, DefaultTrimInterval),
 		ignore:    o.IgnoreMissingOffsets,
-		log:       log,
 	}
 	for _, c := range consumers {
 		t.offsets = append(t.offsets, keys.Offset(stream, c))
 	}
-	t.lease = newLeaser(rdb, keys, TrimmerLockName(stream), ttl, log).withHolder(o.Holder)
+	t.worker.init(rdb, workerConfig{
+		kind: "trimmer", keys: keys, lockname: TrimmerLockName(stream), ttl: ttl,
+		holder: o.Holder, log: cmp.Or(o.Logger, slog.Default()).With("stream", stream),
+	})
 	return t, nil
 }
 
@@ -141,7 +133,7 @@ func NewTrimmer(rdb redis.UniversalClient, stream string, consumers []string, op
 func (t *Trimmer) Stats() TrimmerStats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return TrimmerStats{Min: t.min, BlockedBy: t.blockedBy, Trims: t.trims, Trimmed: t.trimmed, Errors: t.errs}
+	return TrimmerStats{Min: t.lowest, BlockedBy: t.blockedBy, Trims: t.trims, Trimmed: t.trimmed, Errors: t.errs}
 }
 
 // Run trims at once, then every Interval, until ctx ends; it then returns
@@ -149,13 +141,14 @@ func (t *Trimmer) Stats() TrimmerStats {
 // retried at the next interval. Run must not be called more than once at
 // a time.
 func (t *Trimmer) Run(ctx context.Context) error {
-	if !t.running.CompareAndSwap(false, true) {
-		return errors.New("redstream: trimmer already running")
+	stop, err := t.start()
+	if err != nil {
+		return err
 	}
-	defer t.running.Store(false)
+	defer stop()
 	// A consumer without an offset yet is normal at start-up: a warning.
-	var errs errorLimiter
-	blocked := errorLimiter{warn: true}
+	var errs logLimiter
+	blocked := logLimiter{warn: true}
 	for {
 		_, err := t.Trim(ctx)
 		switch {
@@ -169,7 +162,7 @@ func (t *Trimmer) Run(ctx context.Context) error {
 			errs.recover(ctx, t.log, "redstream: trimmer recovered")
 			blocked.recover(ctx, t.log, "redstream: trimming unblocked")
 		}
-		if !sleepCtx(ctx, t.interval) {
+		if !backoff.Sleep(ctx, t.interval) {
 			return nil
 		}
 	}
@@ -191,18 +184,18 @@ func (t *Trimmer) Trim(ctx context.Context) (int64, error) {
 	case err != nil:
 		t.errs++
 	default:
-		t.trimmed += uint64(n)
+		t.trimmed += int64(n)
 	}
 	return n, err
 }
 
 func (t *Trimmer) trim(ctx context.Context) (int64, error) {
-	min, err := t.minOffset(ctx)
-	if err != nil || min.IsZero() {
+	lowest, err := t.minOffset(ctx)
+	if err != nil || lowest.IsZero() {
 		return 0, err
 	}
-	l, err := t.lease.try(ctx)
-	if errors.Is(err, ErrLeaseHeld) {
+	l, err := t.lr.try(ctx)
+	if errors.Is(err, errLeaseHeld) {
 		return 0, nil
 	}
 	if err != nil {
@@ -210,14 +203,14 @@ func (t *Trimmer) trim(ctx context.Context) (int64, error) {
 	}
 	// Losing the lock at the end of a trim changes nothing: ignore the error.
 	defer func() { _ = l.Release(ctx) }()
-	n, err := t.rdb.XTrimMinID(l.Context(), t.key, min.Next().String()).Result()
+	n, err := t.rdb.XTrimMinID(l.Context(), t.key, lowest.Next().String()).Result()
 	if err != nil {
 		return 0, fmt.Errorf("redstream: xtrim: %w", err)
 	}
-	t.mu.Lock()
-	t.min = min
-	t.trims++
-	t.mu.Unlock()
+	t.update(func() {
+		t.lowest = lowest
+		t.trims++
+	})
 	return n, nil
 }
 
@@ -235,7 +228,7 @@ func (t *Trimmer) minOffset(ctx context.Context) (ID, error) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return ID{}, fmt.Errorf("redstream: read offsets: %w", err)
 	}
-	var min ID
+	var lowest ID
 	found, blockedBy := false, ""
 	for i, c := range cmds {
 		s, err := c.(*redis.StringCmd).Result()
@@ -252,8 +245,8 @@ func (t *Trimmer) minOffset(ctx context.Context) (ID, error) {
 		if err != nil {
 			return ID{}, fmt.Errorf("redstream: offset of %s: %w", t.consumers[i], err)
 		}
-		if !found || id.Less(min) {
-			min, found = id, true
+		if !found || id.Less(lowest) {
+			lowest, found = id, true
 		}
 	}
 	t.mu.Lock()
@@ -262,5 +255,5 @@ func (t *Trimmer) minOffset(ctx context.Context) (ID, error) {
 	if blockedBy != "" {
 		return ID{}, fmt.Errorf("%w: %s", ErrNoOffset, blockedBy)
 	}
-	return min, nil
+	return lowest, nil
 }

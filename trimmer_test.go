@@ -86,7 +86,7 @@ func TestTrimmerMinimum(t *testing.T) {
 			if got := streamIDs(t, rdb, keys.Stream("s")); got != tc.want {
 				t.Errorf("stream = %s, want %s", got, tc.want)
 			}
-			if st := tr.Stats(); st.Min.String() != tc.wantMin || st.Trims != 1 || st.Trimmed != uint64(tc.trimmed) {
+			if st := tr.Stats(); st.Min.String() != tc.wantMin || st.Trims != 1 || st.Trimmed != int64(tc.trimmed) {
 				t.Errorf("Stats() = %+v", st)
 			}
 		})
@@ -182,7 +182,7 @@ func TestTrimmerConcurrent(t *testing.T) {
 	}
 	// A trimmer counts its trim after XTRIM has answered, so the count
 	// may lag the stream's length for a moment.
-	var trimmed uint64
+	var trimmed int64
 	eventually(t, 5*time.Second, "the trimmers to count 60 trimmed", func() bool {
 		trimmed = 0
 		for _, tr := range trimmers {

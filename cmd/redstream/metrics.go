@@ -196,7 +196,7 @@ type health struct {
 }
 
 type progress struct {
-	messages uint64
+	messages int64
 	at       time.Time
 }
 

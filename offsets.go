@@ -1,0 +1,62 @@
+package redstream
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Offsets are stored the Ruby gem's way, one string key per consumer
+// ("<ms>-<seq>"), and written only by fenced scripts: a commit checks the
+// lease's lock value in the same script, so a deposed holder writes
+// nothing, and an offset never moves backwards.
+var (
+	//go:embed offset_lib.lua
+	luaOffsetLib string
+
+	//go:embed offset_commit.lua
+	luaCommitSrc string
+	luaCommit    = redis.NewScript(luaOffsetLib + luaCommitSrc)
+)
+
+// CommitOffset sets the committed offset of consumer on stream to id, in one
+// script that first checks that the lease's lock still holds this lease's
+// value: a deposed holder commits nothing and gets ErrLockLost. The offset
+// never moves backwards: committing an id at or before the stored one
+// (compared numerically) leaves it unchanged and returns nil. In Redis
+// Cluster, the lock and offset keys must share a slot (brace the stream
+// name).
+func (l *lease) CommitOffset(ctx context.Context, stream, consumer string, id ID) error {
+	return l.commitKey(ctx, l.lr.keys.Offset(stream, consumer), id)
+}
+
+func (l *lease) commitKey(ctx context.Context, offsetKey string, id ID) error {
+	n, err := luaCommit.Run(ctx, l.lr.rdb, []string{l.lr.key, offsetKey}, l.value, id.String()).Int64()
+	switch {
+	case err != nil:
+		return fmt.Errorf("redstream: commit offset %s: %w", id, err)
+	case n < 0:
+		return ErrLockLost
+	}
+	return nil
+}
+
+// readOffset returns the committed offset at key, or the zero ID when none
+// has been committed.
+func readOffset(ctx context.Context, rdb redis.UniversalClient, key string) (ID, error) {
+	s, err := rdb.Get(ctx, key).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return ID{}, nil
+	case err != nil:
+		return ID{}, fmt.Errorf("redstream: read offset: %w", err)
+	}
+	id, err := ParseID(s)
+	if err != nil {
+		return ID{}, fmt.Errorf("redstream: offset %s: %w", key, err)
+	}
+	return id, nil
+}
