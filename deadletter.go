@@ -2,6 +2,7 @@ package redstream
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -159,28 +160,12 @@ func (q *DeadLetterQueue) Read(ctx context.Context, after ID, count int) ([]Dead
 // luaReplay adds the payload of a dead letter to the main stream as a new
 // entry, the way a producer writes it, and deletes the dead letter, in one
 // atomic step: the message is never lost between the two, and a dead letter
-// replayed by two callers at once is added once.
-// KEYS[1] dead-letter stream, KEYS[2] main stream; ARGV[1] dead letter id.
-// Returns the new entry's id, false (nil) when there is no such dead letter,
-// or 0 when it has no payload (nothing is written).
-var luaReplay = redis.NewScript(`
-if redis.replicate_commands then
-  redis.replicate_commands()
-end
-local e = redis.call("xrange", KEYS[1], ARGV[1], ARGV[1])
-if #e == 0 then
-  return false
-end
-local f = e[1][2]
-for i = 1, #f, 2 do
-  if f[i] == "payload" then
-    local id = redis.call("xadd", KEYS[2], "*", "payload", f[i + 1])
-    redis.call("xdel", KEYS[1], ARGV[1])
-    return id
-  end
-end
-return 0
-`)
+// replayed by two callers at once is added once (see the script).
+var (
+	//go:embed deadletter_replay.lua
+	luaReplaySrc string
+	luaReplay    = redis.NewScript(luaReplaySrc)
+)
 
 // Replay adds the payload of the dead letter id to its stream again, as a
 // new entry with a single "payload" field (the payload exactly as stored),
