@@ -68,7 +68,7 @@ func TestBadInputDeadLettered(t *testing.T) {
 			t.Parallel()
 			rdb, ns := testenv.Redis(t)
 			keys := redstream.NewKeys(ns)
-			p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
+			p := mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
 			db := testenv.GORM(t, nil)
 			must(t, db.Use(redstream.NewPlugin(p)))
 			must(t, db.AutoMigrate(&Product{}))

@@ -38,7 +38,7 @@ func pairDBsWith(b *testing.B, async bool) (off, on *gorm.DB, p *redstream.Produ
 		return db
 	}
 	off, on = open(), open()
-	p = redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns, AsyncPublish: async})
+	p = mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns, AsyncPublish: async})
 	b.Cleanup(func() { p.Close(context.Background()) })
 	if err := on.Use(redstream.NewPlugin(p)); err != nil {
 		b.Fatal(err)
@@ -152,7 +152,7 @@ func BenchmarkProducerBulk(b *testing.B) {
 	for _, size := range []int{1000, 10000} {
 		b.Run(fmt.Sprint("records=", size), func(b *testing.B) {
 			rdb, ns := testenv.Redis(b)
-			p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
+			p := mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
 			records := make([]Product, size)
 			for i := range records {
 				records[i].ID = int64(i + 1)
@@ -186,7 +186,7 @@ func BenchmarkProducerBulk(b *testing.B) {
 func BenchmarkProducerBulkVsRaw(b *testing.B) {
 	const size = 1000
 	rdb, ns := testenv.Redis(b)
-	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
+	p := mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
 	records := make([]Product, size)
 	for i := range records {
 		records[i].ID = int64(i + 1)
@@ -286,7 +286,7 @@ func BenchmarkRawXAdd(b *testing.B) {
 // Redis round trip each.
 func BenchmarkProducerQueueOne(b *testing.B) {
 	rdb, ns := testenv.Redis(b)
-	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
+	p := mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
 	ctx := context.Background()
 	rec := Product{ID: 42}
 	b.ReportAllocs()

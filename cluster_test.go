@@ -75,7 +75,7 @@ func newClusterEnv(t *testing.T) *clusterEnv {
 	requireTwoMasters(t, rdb, e.keys.Stream(productsStream), e.keys.Stream(ordersStream))
 
 	// Small pipelines and pages, so that writes take several round trips.
-	e.p = redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns, PipelineSize: 4, BatchSize: 3})
+	e.p = mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns, PipelineSize: 4, BatchSize: 3})
 	e.db = testenv.GORM(t, nil)
 	must(t, e.db.Use(redstream.NewPlugin(e.p)))
 	must(t, e.db.AutoMigrate(&clusterProduct{}, &clusterOrder{}))
@@ -292,7 +292,7 @@ func TestClusterEndToEnd(t *testing.T) {
 
 	// WAIT runs on the master of each stream; this cluster has no
 	// replicas, so it reports too few.
-	pw := redstream.NewProducer(e.rdb, &redstream.ProducerOptions{Namespace: e.ns, WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
+	pw := mustProducer(e.rdb, &redstream.ProducerOptions{Namespace: e.ns, WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
 	var rerr *redstream.ReplicaError
 	if err := pw.Delay(ctx, refs); !errors.As(err, &rerr) || rerr.Got != 0 {
 		t.Errorf("Delay with WaitReplicas 1 on a cluster without replicas = %v, want a ReplicaError with 0 acknowledgements", err)

@@ -25,7 +25,8 @@
 //
 // Register the GORM plugin right after opening the database:
 //
-//	producer := redstream.NewProducer(rdb, nil)
+//	producer, err := redstream.NewProducer(rdb, nil)
+//	if err != nil { … }
 //	db.Use(redstream.NewPlugin(producer))
 //
 // Writes that bypass GORM's callbacks (raw SQL, batch updates by an

@@ -77,7 +77,10 @@ func ExampleNewPlugin() {
 	rdb, ns, db, cleanup := exampleEnv()
 	defer cleanup()
 
-	producer := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
+	producer, err := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
+	if err != nil {
+		log.Fatal(err)
+	}
 	if err := db.Use(redstream.NewPlugin(producer)); err != nil {
 		log.Fatal(err)
 	}
@@ -107,10 +110,13 @@ func ExampleProducer_Bulk() {
 	db.AutoMigrate(&Product{})
 	db.Create(&[]Product{{Title: "a"}, {Title: "b"}})
 
-	producer := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
+	producer, err := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctx := context.Background()
 	refs := []redstream.Ref{{Stream: "products", ID: 1}, {Stream: "products", ID: 2}}
-	err := producer.Bulk(ctx, refs, func(ctx context.Context) error {
+	err = producer.Bulk(ctx, refs, func(ctx context.Context) error {
 		return db.WithContext(ctx).Exec("UPDATE products SET price = price + 1").Error
 	})
 	if err != nil {
@@ -130,8 +136,11 @@ func ExampleProducer_BulkQuery() {
 	db.AutoMigrate(&Product{})
 	db.Create(&[]Product{{Price: 5}, {Price: 50}, {Price: 7}})
 
-	producer := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns, BatchSize: 1000})
-	err := producer.BulkQuery(context.Background(), db.Model(&Product{}).Where("price < ?", 10),
+	producer, err := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns, BatchSize: 1000})
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = producer.BulkQuery(context.Background(), db.Model(&Product{}).Where("price < ?", 10),
 		func(ctx context.Context, page *gorm.DB) error {
 			return page.Update("price", 10).Error
 		})

@@ -40,7 +40,7 @@ func TestDelayStreamGuarantee(t *testing.T) {
 	hook := &faultHook{fail: func(key string) bool { return key == keys.Stream("products") }}
 	faulty.AddHook(hook)
 	logs := &logBuffer{}
-	p := redstream.NewProducer(faulty, &redstream.ProducerOptions{Namespace: ns, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	p := mustProducer(faulty, &redstream.ProducerOptions{Namespace: ns, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	db := testenv.GORM(t, nil)
 	must(t, db.Use(redstream.NewPlugin(p)))
 	must(t, db.AutoMigrate(&Product{}))

@@ -138,27 +138,27 @@ type asyncWriter struct {
 	abort   context.CancelFunc // ends the writes in flight; Close's last resort
 }
 
-// NewProducer returns a Producer writing to rdb. Options that are zero or
-// negative take their defaults.
-func NewProducer(rdb redis.UniversalClient, opts *ProducerOptions) *Producer {
-	var o ProducerOptions
-	if opts != nil {
-		o = *opts
+// NewProducer returns a Producer writing to rdb. Zero options take their
+// defaults; it returns an error for a nil client or a negative option.
+func NewProducer(rdb redis.UniversalClient, opts *ProducerOptions) (*Producer, error) {
+	o := optionsOf(opts)
+	switch {
+	case rdb == nil:
+		return nil, errors.New("redstream: nil redis client")
+	case o.PipelineSize < 0 || o.BatchSize < 0 || o.WaitReplicas < 0 || o.WaitTimeout < 0 || o.PublishTimeout < 0:
+		return nil, errors.New("redstream: negative producer option")
 	}
-	o.PipelineSize = cmp.Or(max(o.PipelineSize, 0), DefaultPipelineSize)
-	o.BatchSize = cmp.Or(max(o.BatchSize, 0), DefaultBatchSize)
-	o.WaitReplicas = max(o.WaitReplicas, 0)
-	o.WaitTimeout = cmp.Or(max(o.WaitTimeout, 0), DefaultWaitTimeout)
-	o.PublishTimeout = cmp.Or(max(o.PublishTimeout, 0), DefaultPublishTimeout)
+	o.PipelineSize = cmp.Or(o.PipelineSize, DefaultPipelineSize)
+	o.BatchSize = cmp.Or(o.BatchSize, DefaultBatchSize)
+	o.WaitTimeout = cmp.Or(o.WaitTimeout, DefaultWaitTimeout)
+	o.PublishTimeout = cmp.Or(o.PublishTimeout, DefaultPublishTimeout)
 	if o.NamingStrategy == nil {
 		o.NamingStrategy = schema.NamingStrategy{}
 	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	o.Logger = cmp.Or(o.Logger, slog.Default())
 	p := &Producer{rdb: rdb, keys: NewKeys(o.Namespace), opts: o, log: o.Logger}
 	p.resolver.namer = o.NamingStrategy
-	return p
+	return p, nil
 }
 
 // Close flushes the messages AsyncPublish has queued and stops its

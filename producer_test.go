@@ -18,7 +18,7 @@ import (
 func TestProducerDelayQueue(t *testing.T) {
 	t.Parallel()
 	rdb, ns := testenv.Redis(t)
-	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns, PipelineSize: 2})
+	p := mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns, PipelineSize: 2})
 	ctx := context.Background()
 	must(t, p.Delay(ctx, &Product{ID: 1}, []Product{{ID: 2}, {ID: 3}}, Product{ID: 0}))
 	must(t, p.Queue(ctx, []*Product{{ID: 4}}, redstream.Ref{Stream: "other", ID: "k<&>"}))
@@ -47,7 +47,7 @@ func TestProducerDelayQueue(t *testing.T) {
 func TestProducerBulk(t *testing.T) {
 	t.Parallel()
 	rdb, ns := testenv.Redis(t)
-	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns, PipelineSize: 3})
+	p := mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns, PipelineSize: 3})
 	keys := p.Keys()
 	ctx := context.Background()
 	records := []Product{{ID: 1}, {ID: 2}, {ID: 3}, {ID: 4}}
@@ -87,7 +87,7 @@ func TestProducerBulkRedisDown(t *testing.T) {
 	t.Parallel()
 	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
 	t.Cleanup(func() { down.Close() })
-	p := redstream.NewProducer(down, nil)
+	p := mustProducer(down, nil)
 	err := p.Bulk(context.Background(), []redstream.Ref{{Stream: "s", ID: 1}}, func(context.Context) error {
 		t.Error("fn ran although the delay messages were not written")
 		return nil
@@ -109,7 +109,7 @@ func TestProducerBulkQuery(t *testing.T) {
 		rows[i].Price = i % 2 // half cheap
 	}
 	must(t, redstream.SkipCapture(e.db).CreateInBatches(&rows, 1000).Error)
-	p := redstream.NewProducer(e.rdb, &redstream.ProducerOptions{Namespace: "bq" + e.keys.Stream(""), BatchSize: 300})
+	p := mustProducer(e.rdb, &redstream.ProducerOptions{Namespace: "bq" + e.keys.Stream(""), BatchSize: 300})
 	keys := p.Keys()
 	var pages int
 	err := p.BulkQuery(ctx, e.db.Model(&Product{}).Where("price = ?", 0), func(ctx context.Context, page *gorm.DB) error {
@@ -163,7 +163,7 @@ func TestProducerBulkQueryCompositeKey(t *testing.T) {
 		}
 	}
 	must(t, redstream.SkipCapture(e.db).Create(&pairs).Error)
-	p := redstream.NewProducer(e.rdb, &redstream.ProducerOptions{Namespace: "bq" + e.keys.Stream(""), BatchSize: 4})
+	p := mustProducer(e.rdb, &redstream.ProducerOptions{Namespace: "bq" + e.keys.Stream(""), BatchSize: 4})
 	var pages int
 	must(t, p.BulkQuery(context.Background(), e.db.Model(&Pair{}), func(ctx context.Context, page *gorm.DB) error {
 		pages++
@@ -185,7 +185,7 @@ func TestProducerBulkQueryCompositeKey(t *testing.T) {
 func TestProducerWaitReplicas(t *testing.T) {
 	t.Parallel()
 	rdb, ns := testenv.Redis(t)
-	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{
+	p := mustProducer(rdb, &redstream.ProducerOptions{
 		Namespace: ns, WaitReplicas: 1, WaitTimeout: 100 * time.Millisecond,
 	})
 	start := time.Now()
@@ -209,7 +209,7 @@ func TestPluginWaitReplicasRollsBack(t *testing.T) {
 	t.Parallel()
 	rdb, ns := testenv.Redis(t)
 	e := newEnvWith(t, modes[0], rdb, ns)
-	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns, WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
+	p := mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns, WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
 	db := e.db.Session(&gorm.Session{NewDB: true})
 	// A second plugin on a fresh connection, configured to wait for a replica
 	// this server does not have.
@@ -236,7 +236,7 @@ func TestPluginWaitReplicasRollsBack(t *testing.T) {
 func TestPluginAsyncPublish(t *testing.T) {
 	t.Parallel()
 	rdb, ns := testenv.Redis(t)
-	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns, AsyncPublish: true})
+	p := mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns, AsyncPublish: true})
 	db := testenv.GORM(t, nil)
 	must(t, db.Use(redstream.NewPlugin(p)))
 	must(t, db.AutoMigrate(&Product{}))
@@ -335,7 +335,7 @@ func TestProducerCloseAbortsWrites(t *testing.T) {
 	rdb, ns := testenv.Redis(t)
 	keys := redstream.NewKeys(ns)
 	rdb.AddHook(hangHook{key: keys.Stream("products")})
-	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns, AsyncPublish: true, PublishTimeout: time.Hour})
+	p := mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns, AsyncPublish: true, PublishTimeout: time.Hour})
 	db := testenv.GORM(t, nil)
 	must(t, db.Use(redstream.NewPlugin(p)))
 	must(t, db.AutoMigrate(&Product{}))
@@ -356,5 +356,24 @@ func TestProducerCloseAbortsWrites(t *testing.T) {
 	}
 	if n := rdb.XLen(context.Background(), keys.Stream("products")).Val(); n != 0 {
 		t.Fatalf("main messages = %d, want none", n)
+	}
+}
+
+// TestNewProducerValidates: a nil client and negative options are errors,
+// as for the workers; zero options take their defaults.
+func TestNewProducerValidates(t *testing.T) {
+	rdb, _ := testenv.Redis(t)
+	if _, err := redstream.NewProducer(nil, nil); err == nil {
+		t.Error("nil client accepted")
+	}
+	for _, o := range []redstream.ProducerOptions{
+		{PipelineSize: -1}, {BatchSize: -1}, {WaitReplicas: -1}, {WaitTimeout: -1}, {PublishTimeout: -1},
+	} {
+		if _, err := redstream.NewProducer(rdb, &o); err == nil {
+			t.Errorf("NewProducer(%+v) accepted a negative option", o)
+		}
+	}
+	if _, err := redstream.NewProducer(rdb, nil); err != nil {
+		t.Errorf("NewProducer with defaults: %v", err)
 	}
 }

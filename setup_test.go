@@ -89,7 +89,7 @@ func newEnv(t testing.TB, m mode, models ...any) *env {
 func newEnvWith(t testing.TB, m mode, rdb *redis.Client, ns string, models ...any) *env {
 	t.Helper()
 	logs := &logBuffer{}
-	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{
+	p := mustProducer(rdb, &redstream.ProducerOptions{
 		Namespace: ns,
 		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
 	})
@@ -184,4 +184,13 @@ func must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// mustProducer returns a producer, or panics on options the test got wrong.
+func mustProducer(rdb redis.UniversalClient, opts *redstream.ProducerOptions) *redstream.Producer {
+	p, err := redstream.NewProducer(rdb, opts)
+	if err != nil {
+		panic(err)
+	}
+	return p
 }

@@ -81,7 +81,7 @@ func newSetup(t *testing.T) *setup {
 	t.Helper()
 	rdb, ns := testenv.Redis(t)
 	db := testenv.GORM(t, nil)
-	p := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
+	p := mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
 	must(t, db.Use(redstream.NewPlugin(p)))
 	must(t, db.AutoMigrate(&Product{}))
 	es, srv := target(t)
@@ -486,4 +486,13 @@ func TestHandleBatchDirect(t *testing.T) {
 	if len(dead) != 1 || dead[bad.ID] == nil || !strings.Contains(dead[bad.ID].Error(), `"id"`) {
 		t.Errorf("dead-lettered = %v, want the message without an id", dead)
 	}
+}
+
+// mustProducer returns a producer, or panics on options the test got wrong.
+func mustProducer(rdb redis.UniversalClient, opts *redstream.ProducerOptions) *redstream.Producer {
+	p, err := redstream.NewProducer(rdb, opts)
+	if err != nil {
+		panic(err)
+	}
+	return p
 }

@@ -156,7 +156,7 @@ func TestVerifyNoIndex(t *testing.T) {
 	insertProducts(t, db, 1, 6)
 	loader, err := elastic.NewTableLoader(ctx, db, elastic.TableOptions{Table: "products"})
 	must(t, err)
-	p := redstream.NewProducer(s.rdb, &redstream.ProducerOptions{Namespace: s.ns})
+	p := mustProducer(s.rdb, &redstream.ProducerOptions{Namespace: s.ns})
 	rep, err := elastic.Verify(ctx, db, s.es, loader, elastic.VerifyOptions{
 		Table: "products", Index: s.index, Repair: elastic.Requeue(p, "products", 2),
 	})

@@ -189,7 +189,7 @@ const chaosStreamYAML = `    soft_delete_column: deleted_at
 func TestChaos(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, chaosStreamYAML)
-	producer := redstream.NewProducer(f.rdb, &redstream.ProducerOptions{Namespace: f.ns})
+	producer := mustProducer(f.rdb, &redstream.ProducerOptions{Namespace: f.ns})
 	runChaos[product](t, f, producer, "products")
 }
 
@@ -198,7 +198,7 @@ func TestChaos(t *testing.T) {
 func TestClusterChaos(t *testing.T) {
 	t.Parallel()
 	f := newClusterFixture(t, chaosStreamYAML)
-	producer := redstream.NewProducer(f.crdb, &redstream.ProducerOptions{Namespace: f.ns})
+	producer := mustProducer(f.crdb, &redstream.ProducerOptions{Namespace: f.ns})
 	runChaos[clusterProduct](t, f.fixture, producer, clusterStream)
 }
 

@@ -87,7 +87,10 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		opts.Sample = -1 // elastic: 0 is the default
 	}
 	if *repair {
-		p := redstream.NewProducer(svc.rdb, &redstream.ProducerOptions{Namespace: cfg.Redis.Namespace})
+		p, err := redstream.NewProducer(svc.rdb, &redstream.ProducerOptions{Namespace: cfg.Redis.Namespace})
+		if err != nil {
+			return e.fail(err)
+		}
 		opts.Repair = elastic.Requeue(p, s.Name, s.Shards)
 	}
 	rep, err := elastic.Verify(ctx, svc.db, svc.es, loader, opts)

@@ -91,7 +91,7 @@ func pluginDB(t *testing.T, dsn string, rdb redis.UniversalClient, ns string, mo
 	if err := db.AutoMigrate(model); err != nil {
 		t.Fatal(err)
 	}
-	producer := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
+	producer := mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
 	if err := db.Use(redstream.NewPlugin(producer)); err != nil {
 		t.Fatal(err)
 	}
@@ -291,4 +291,13 @@ func TestBackfill(t *testing.T) {
 	if r := runBin(t, f.vars, "backfill", "--config", f.config, "--stream", "nope"); r.code != exitUsage {
 		t.Errorf("unknown stream: exit %d, want %d", r.code, exitUsage)
 	}
+}
+
+// mustProducer returns a producer, or panics on options the test got wrong.
+func mustProducer(rdb redis.UniversalClient, opts *redstream.ProducerOptions) *redstream.Producer {
+	p, err := redstream.NewProducer(rdb, opts)
+	if err != nil {
+		panic(err)
+	}
+	return p
 }

@@ -104,7 +104,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
-	producer := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: *ns})
+	producer, err := redstream.NewProducer(rdb, &redstream.ProducerOptions{Namespace: *ns})
+	if err != nil {
+		return fail(err)
+	}
 	// From here on, every create, update and delete through db writes its
 	// messages.
 	if err := db.Use(redstream.NewPlugin(producer)); err != nil {

@@ -94,7 +94,10 @@ func runCreate(ctx context.Context, cfg *config, rep *report) error {
 		if err != nil {
 			return nil, nil, err
 		}
-		p := redstream.NewProducer(s.rdb, &redstream.ProducerOptions{Namespace: s.ns, AsyncPublish: async})
+		p, err := redstream.NewProducer(s.rdb, &redstream.ProducerOptions{Namespace: s.ns, AsyncPublish: async})
+		if err != nil {
+			return nil, nil, err
+		}
 		closers = append(closers, func() { p.Close(context.Background()) })
 		return db, p, db.Use(redstream.NewPlugin(p))
 	}

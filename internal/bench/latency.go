@@ -75,7 +75,10 @@ func runLatency(ctx context.Context, cfg *config, rep *report) error {
 		return err
 	}
 	appRedis := s.rdb
-	producer := redstream.NewProducer(appRedis, &redstream.ProducerOptions{Namespace: s.ns, AsyncPublish: cfg.asyncPublish})
+	producer, err := redstream.NewProducer(appRedis, &redstream.ProducerOptions{Namespace: s.ns, AsyncPublish: cfg.asyncPublish})
+	if err != nil {
+		return err
+	}
 	defer producer.Close(context.Background())
 	if err := db.Use(redstream.NewPlugin(producer)); err != nil {
 		return err
