@@ -56,6 +56,14 @@
 // Offsets are committed by a script that checks the lease in the same step,
 // so a deposed holder commits nothing.
 //
+// # Operating
+//
+// NewDeadLetterQueue lists, replays and drops the dead letters of one
+// consumer; ReadStatus reports a stream's length, delay backlog, the
+// offsets, lag and lease holders of its consumers, and its dead-letter
+// counts. The package elastic adds Backfill and Verify. Together they are
+// everything the redstream binary does, callable from Go.
+//
 // # Keys and messages
 //
 // Keys computes every Redis key (see its documentation for the layout).
