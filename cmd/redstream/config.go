@@ -2,13 +2,16 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -99,20 +102,16 @@ type ESConfig struct {
 	CAFile             string   `yaml:"ca_file"`
 	InsecureSkipVerify bool     `yaml:"insecure_skip_verify"`
 	MaxRetries         int      `yaml:"max_retries"`
-	Timeout            string   `yaml:"timeout"`
+	Timeout            duration `yaml:"timeout"`
 	Refresh            string   `yaml:"refresh"`
-
-	timeout time.Duration
 }
 
 // WorkerConfig configures `redstream worker`.
 type WorkerConfig struct {
-	Listen          string `yaml:"listen"`
-	StallTimeout    string `yaml:"stall_timeout"`
-	ShutdownTimeout string `yaml:"shutdown_timeout"`
-	LockTTL         string `yaml:"lock_ttl"`
-
-	stallTimeout, shutdownTimeout, lockTTL time.Duration
+	Listen          string   `yaml:"listen"`
+	StallTimeout    duration `yaml:"stall_timeout"`
+	ShutdownTimeout duration `yaml:"shutdown_timeout"`
+	LockTTL         duration `yaml:"lock_ttl"`
 }
 
 // LogConfig configures the log lines on stderr.
@@ -139,12 +138,11 @@ type StreamConfig struct {
 	MaxBulkBytes     int            `yaml:"max_bulk_bytes"`
 	MaxPayloadBytes  int            `yaml:"max_payload_bytes"`
 	Concurrency      int            `yaml:"concurrency"`
-	Delay            string         `yaml:"delay"`
-	TrimInterval     string         `yaml:"trim_interval"`
+	Delay            duration       `yaml:"delay"`
+	TrimInterval     duration       `yaml:"trim_interval"`
 	Shards           int            `yaml:"shards"`
 
-	delay, trimInterval time.Duration
-	mapping             []byte // the mapping file's content, when set
+	mapping []byte // the mapping file's content, when set
 }
 
 // DocumentConfig chooses what a document holds: the whole row (the
@@ -152,6 +150,39 @@ type StreamConfig struct {
 type DocumentConfig struct {
 	Columns []string `yaml:"columns"`
 	Query   string   `yaml:"query"`
+}
+
+// duration is a duration of the configuration file, a Go duration such as
+// 500ms, 30s, 5m or 1h30m (or 0). Left out, null or "", it is unset and
+// validate gives it its default.
+type duration struct {
+	time.Duration
+	set bool
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler. What it refuses, it reports
+// as a *yaml.TypeError, so that decoding goes on and parseConfig names the
+// field.
+func (d *duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return valueError(n, "must be a duration (like 30s or 5m), not %s", describe(n))
+	}
+	if n.Value == "" {
+		*d = duration{}
+		return nil
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return valueError(n, "%q is not a duration (like 30s or 5m)", n.Value)
+	}
+	*d = duration{Duration: v, set: true}
+	return nil
+}
+
+// valueError is an UnmarshalYAML error that yaml.v3 collects with its own
+// type errors, "line N: problem", rather than one that stops the decoding.
+func valueError(n *yaml.Node, format string, a ...any) error {
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: ", n.Line) + fmt.Sprintf(format, a...)}}
 }
 
 // Streams returns the names of the Redis streams of s: the name itself, or
@@ -196,7 +227,12 @@ func loadConfig(path string, getenv func(string) string) (*Config, error) {
 	}
 	cfg, err := parseConfig(data)
 	if err != nil {
-		return nil, &ConfigError{File: path, Problems: []string{err.Error()}}
+		var ce *ConfigError
+		if !errors.As(err, &ce) {
+			ce = &ConfigError{Problems: []string{err.Error()}}
+		}
+		ce.File = path
+		return nil, ce
 	}
 	cfg.dir = filepath.Dir(path)
 	cfg.applyEnv(getenv)
@@ -206,25 +242,30 @@ func loadConfig(path string, getenv func(string) string) (*Config, error) {
 	return cfg, nil
 }
 
-// parseConfig decodes YAML, refusing unknown fields and trailing documents.
+// parseConfig decodes YAML, refusing unknown fields and trailing
+// documents. Its error is a *ConfigError without File.
 func parseConfig(data []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var cfg Config
 	if err := dec.Decode(&cfg); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, errors.New("the file is empty")
+			return nil, &ConfigError{Problems: []string{"the file is empty"}}
 		}
-		return nil, errors.New(yamlMessage(err))
+		return nil, &ConfigError{Problems: decodeProblems(data, err)}
 	}
 	var extra any
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, errors.New("more than one YAML document")
+		return nil, &ConfigError{Problems: []string{"more than one YAML document"}}
 	}
 	return &cfg, nil
 }
 
-var unknownField = regexp.MustCompile(`field (\S+) not found in type main\.(\w+)`)
+var (
+	unknownField = regexp.MustCompile(`field (\S+) not found in type main\.(\w+)`)
+	duplicateKey = regexp.MustCompile(`mapping key .* already defined`)
+	errorLine    = regexp.MustCompile(`^line (\d+): `)
+)
 
 // sections names the configuration types in yamlMessage's rewrite.
 var sections = map[string]string{
@@ -234,21 +275,172 @@ var sections = map[string]string{
 	"StreamConfig": "a stream", "DocumentConfig": "a stream's document",
 }
 
-// yamlMessage rewrites yaml.v3's errors for people: "line 7: field tabel
-// not found in type main.StreamConfig" becomes "line 7: unknown field
-// "tabel" in a stream".
-func yamlMessage(err error) string {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
-	msg = unknownField.ReplaceAllStringFunc(msg, func(m string) string {
+// decodeProblems lists what yaml.v3's error says is wrong, one problem per
+// line. A value that does not fit its field is named by the field's path:
+// "streams[0].batch_size: "lots" is not an integer", where yaml.v3 says
+// "line 18: cannot unmarshal !!str `lots` into int".
+func decodeProblems(data []byte, err error) []string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return []string{yamlMessage(err.Error())} // a syntax error
+	}
+	// The decoder does not know the paths: walk the document again, along
+	// the types, to find the values it refused.
+	var root yaml.Node
+	w := valueWalker{byLine: map[int][]string{}, budget: maxWalk}
+	if yaml.Unmarshal(data, &root) == nil {
+		w.walk(&root, reflect.TypeFor[Config](), "")
+	}
+	problems := make([]string, 0, len(te.Errors))
+	for _, e := range te.Errors {
+		if !unknownField.MatchString(e) && !duplicateKey.MatchString(e) {
+			if m := errorLine.FindStringSubmatch(e); m != nil {
+				line, _ := strconv.Atoi(m[1])
+				if named := w.byLine[line]; len(named) > 0 {
+					problems = append(problems, named[0])
+					w.byLine[line] = named[1:]
+					continue
+				}
+			}
+		}
+		problems = append(problems, yamlMessage(e))
+	}
+	return problems
+}
+
+// yamlMessage rewrites one of yaml.v3's errors for people: "line 7: field
+// tabel not found in type main.StreamConfig" becomes "line 7: unknown
+// field "tabel" in a stream".
+func yamlMessage(msg string) string {
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	return unknownField.ReplaceAllStringFunc(msg, func(m string) string {
 		sub := unknownField.FindStringSubmatch(m)
 		return fmt.Sprintf("unknown field %q in %s", sub[1], sections[sub[2]])
 	})
-	lines := strings.Split(msg, "\n")
-	for i := range lines {
-		lines[i] = strings.TrimSpace(lines[i])
+}
+
+// maxWalk bounds the nodes valueWalker visits: aliases can make a short
+// document a large tree.
+const maxWalk = 1 << 16
+
+// valueWalker finds the values of a document that do not fit their fields
+// by decoding each one alone into its field's type, and keeps a
+// "path: problem" for each, by the line yaml.v3 reports it on.
+type valueWalker struct {
+	byLine map[int][]string
+	budget int
+}
+
+func (w *valueWalker) walk(n *yaml.Node, t reflect.Type, path string) {
+	if w.budget--; w.budget < 0 {
+		return
 	}
-	return strings.Join(lines, "; ")
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	switch {
+	case n.Kind == yaml.DocumentNode:
+		for _, c := range n.Content {
+			w.walk(c, t, path)
+		}
+		return
+	case n.ShortTag() == "!!null":
+		return // the decoder leaves the field as it is
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct && !isUnmarshaler(t):
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.ShortTag() == "!!merge" {
+				w.merge(v, t, path)
+			} else if f, ok := fieldByTag(t, k.Value); ok {
+				w.walk(v, f.Type, strings.TrimPrefix(path+"."+k.Value, "."))
+			}
+		}
+		return
+	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
+		for i, e := range n.Content {
+			w.walk(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+		}
+		return
+	}
+	// A single value, or one of the wrong kind: decode it alone.
+	var te *yaml.TypeError
+	if !errors.As(n.Decode(reflect.New(t).Interface()), &te) {
+		return
+	}
+	for _, e := range te.Errors {
+		m := errorLine.FindStringSubmatch(e)
+		if m == nil {
+			continue
+		}
+		line, _ := strconv.Atoi(m[1])
+		msg := valueProblem(n, t, e[len(m[0]):])
+		w.byLine[line] = append(w.byLine[line], cmp.Or(path, "the file")+": "+msg)
+	}
+}
+
+// merge walks the value of a merge key ("<<: *defaults"): a mapping, or a
+// list of them, merged into the mapping that holds the key.
+func (w *valueWalker) merge(v *yaml.Node, t reflect.Type, path string) {
+	if v.Kind == yaml.SequenceNode {
+		for _, e := range v.Content {
+			w.walk(e, t, path)
+		}
+		return
+	}
+	w.walk(v, t, path)
+}
+
+// fieldByTag returns the field of struct t whose yaml tag names key.
+func fieldByTag(t reflect.Type, key string) (reflect.StructField, bool) {
+	for f := range t.Fields() {
+		if name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); name != "" && name == key {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+func isUnmarshaler(t reflect.Type) bool {
+	return reflect.PointerTo(t).Implements(reflect.TypeFor[yaml.Unmarshaler]())
+}
+
+// valueProblem says why n does not fit a field of type t; msg is yaml.v3's
+// reason, kept for the types that explain themselves (duration).
+func valueProblem(n *yaml.Node, t reflect.Type, msg string) string {
+	if isUnmarshaler(t) {
+		return msg
+	}
+	var want string
+	switch t.Kind() {
+	case reflect.String:
+		want = "a string"
+	case reflect.Int:
+		want = "an integer"
+	case reflect.Bool:
+		want = "true or false"
+	case reflect.Slice:
+		want = "a list"
+	case reflect.Struct:
+		want = "a mapping"
+	default:
+		return msg
+	}
+	if n.Kind == yaml.ScalarNode {
+		return fmt.Sprintf("%q is not %s", n.Value, want)
+	}
+	return fmt.Sprintf("must be %s, not %s", want, describe(n))
+}
+
+// describe names the kind of a YAML value for a message: a scalar by its
+// value, quoted.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	return strconv.Quote(n.Value)
 }
 
 // applyEnv lets the environment override the file: DATABASE_URL,
@@ -360,13 +552,10 @@ func (c *Config) validate() []string {
 		p.add("elasticsearch.password", "needs username")
 	}
 	p.file("elasticsearch.ca_file", c.path(&es.CAFile))
-	if es.MaxRetries < 0 {
-		p.add("elasticsearch.max_retries", "must not be negative")
-	} else if es.MaxRetries == 0 {
-		es.MaxRetries = defaultESMaxRetries
-	}
-	es.timeout = p.duration("elasticsearch.timeout", es.Timeout, defaultESTimeout)
-	if es.Timeout != "" && es.timeout == 0 {
+	p.nonNegative("elasticsearch.max_retries", es.MaxRetries)
+	es.MaxRetries = cmp.Or(es.MaxRetries, defaultESMaxRetries)
+	p.duration("elasticsearch.timeout", &es.Timeout, defaultESTimeout)
+	if es.Timeout.set && es.Timeout.Duration == 0 {
 		p.add("elasticsearch.timeout", "must be positive")
 	}
 	switch es.Refresh {
@@ -376,27 +565,21 @@ func (c *Config) validate() []string {
 	}
 
 	w := &c.Worker
-	if w.Listen == "" {
-		w.Listen = defaultListen
-	}
-	w.stallTimeout = p.duration("worker.stall_timeout", w.StallTimeout, defaultStallTimeout)
-	w.shutdownTimeout = p.duration("worker.shutdown_timeout", w.ShutdownTimeout, defaultShutdownTimeout)
-	w.lockTTL = p.duration("worker.lock_ttl", w.LockTTL, redstream.DefaultLockTTL)
-	if w.LockTTL != "" && w.lockTTL < 10*time.Millisecond {
+	w.Listen = cmp.Or(w.Listen, defaultListen)
+	p.duration("worker.stall_timeout", &w.StallTimeout, defaultStallTimeout)
+	p.duration("worker.shutdown_timeout", &w.ShutdownTimeout, defaultShutdownTimeout)
+	p.duration("worker.lock_ttl", &w.LockTTL, redstream.DefaultLockTTL)
+	if w.LockTTL.set && w.LockTTL.Duration < 10*time.Millisecond {
 		p.add("worker.lock_ttl", "must be at least 10ms")
 	}
 
-	if c.Log.Level == "" {
-		c.Log.Level = defaultLogLevel
-	}
+	c.Log.Level = cmp.Or(c.Log.Level, defaultLogLevel)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
 		p.add("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
 	}
-	if c.Log.Format == "" {
-		c.Log.Format = defaultLogFormat
-	}
+	c.Log.Format = cmp.Or(c.Log.Format, defaultLogFormat)
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		p.add("log.format", "must be text or json, not %q", c.Log.Format)
 	}
@@ -435,9 +618,7 @@ func (c *Config) validateStream(p *problems, f string, s *StreamConfig, seen map
 	if s.Table == "" {
 		p.add(f+".table", "required")
 	}
-	if s.PrimaryKey == "" {
-		s.PrimaryKey = defaultPrimaryKey
-	}
+	s.PrimaryKey = cmp.Or(s.PrimaryKey, defaultPrimaryKey)
 	if msg := indexNameProblem(s.Index); msg != "" {
 		p.add(f+".index", "%s", msg)
 	}
@@ -476,9 +657,7 @@ func (c *Config) validateStream(p *problems, f string, s *StreamConfig, seen map
 			}
 		}
 	}
-	if s.Consumer == "" {
-		s.Consumer = defaultConsumer
-	}
+	s.Consumer = cmp.Or(s.Consumer, defaultConsumer)
 	if len(s.TrimConsumers) == 0 {
 		s.TrimConsumers = []string{s.Consumer}
 	}
@@ -509,9 +688,9 @@ func (c *Config) validateStream(p *problems, f string, s *StreamConfig, seen map
 	p.nonNegative(f+".max_bulk_bytes", s.MaxBulkBytes)
 	p.nonNegative(f+".max_payload_bytes", s.MaxPayloadBytes)
 	p.nonNegative(f+".concurrency", s.Concurrency)
-	s.delay = p.duration(f+".delay", s.Delay, defaultDelay)
-	s.trimInterval = p.duration(f+".trim_interval", s.TrimInterval, redstream.DefaultTrimInterval)
-	if s.TrimInterval != "" && s.trimInterval == 0 {
+	p.duration(f+".delay", &s.Delay, defaultDelay)
+	p.duration(f+".trim_interval", &s.TrimInterval, redstream.DefaultTrimInterval)
+	if s.TrimInterval.set && s.TrimInterval.Duration == 0 {
 		p.add(f+".trim_interval", "must be positive")
 	}
 }
@@ -552,19 +731,14 @@ func (p *problems) add(field, format string, a ...any) {
 	p.list = append(p.list, field+": "+fmt.Sprintf(format, a...))
 }
 
-// duration parses a Go duration ("30s", "5m"); empty means def.
-func (p *problems) duration(field, v string, def time.Duration) time.Duration {
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
+// duration refuses a negative duration and gives an unset one def.
+func (p *problems) duration(field string, d *duration, def time.Duration) {
 	switch {
-	case err != nil:
-		p.add(field, "%q is not a duration (like 30s or 5m)", v)
-	case d < 0:
+	case !d.set:
+		d.Duration = def
+	case d.Duration < 0:
 		p.add(field, "must not be negative")
 	}
-	return d
 }
 
 func (p *problems) nonNegative(field string, v int) {
@@ -575,7 +749,11 @@ func (p *problems) nonNegative(field string, v int) {
 
 func (p *problems) addrs(field string, addrs []string) {
 	for i, a := range addrs {
-		if _, port, err := splitHostPort(a); err != nil || port == "" {
+		_, port, err := net.SplitHostPort(a)
+		if err == nil {
+			_, err = strconv.ParseUint(port, 10, 16)
+		}
+		if err != nil {
 			p.add(fmt.Sprintf("%s[%d]", field, i), "%q is not host:port", a)
 		}
 	}
@@ -588,15 +766,4 @@ func (p *problems) file(field, path string) {
 	if _, err := os.Stat(path); err != nil {
 		p.add(field, "%v", err)
 	}
-}
-
-func splitHostPort(a string) (string, string, error) {
-	i := strings.LastIndexByte(a, ':')
-	if i < 0 {
-		return "", "", errors.New("missing port")
-	}
-	if _, err := strconv.ParseUint(a[i+1:], 10, 16); err != nil {
-		return "", "", err
-	}
-	return a[:i], a[i+1:], nil
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redstream-go/redstream"
 )
 
 // validConfig is a minimal valid configuration; streams follow it.
@@ -94,6 +96,34 @@ func TestConfigProblems(t *testing.T) {
 			[]string{`elasticsearch.timeout: "soon" is not a duration`}},
 		{"zero es timeout", strings.Replace(validConfig, "  urls:", "  timeout: 0s\n  urls:", 1) + validStream,
 			[]string{"elasticsearch.timeout: must be positive"}},
+		{"negative duration", validConfig + validStream + "    delay: -5s\n",
+			[]string{"streams[0].delay: must not be negative"}},
+		{"zero trim interval", validConfig + validStream + "    trim_interval: 0\n",
+			[]string{"streams[0].trim_interval: must be positive"}},
+		{"short lock ttl", validConfig + validStream + "worker:\n  lock_ttl: 1ms\n",
+			[]string{"worker.lock_ttl: must be at least 10ms"}},
+		{"duration not a scalar", validConfig + validStream + "    delay: [5s]\n",
+			[]string{"streams[0].delay: must be a duration (like 30s or 5m), not a list"}},
+		{"bad duration in a section", validConfig + validStream + "worker:\n  shutdown_timeout: 30\n",
+			[]string{`worker.shutdown_timeout: "30" is not a duration`}},
+		{"not an integer", validConfig + validStream + "    batch_size: lots\n",
+			[]string{`streams[0].batch_size: "lots" is not an integer`}},
+		{"not a bool", strings.Replace(validConfig, "redis:\n", "redis:\n  tls:\n    enabled: maybe\n", 1) + validStream,
+			[]string{`redis.tls.enabled: "maybe" is not true or false`}},
+		{"not a string", validConfig + validStream + "log:\n  level: [info]\n",
+			[]string{"log.level: must be a string, not a list"}},
+		{"not a list", strings.Replace(validConfig, "streams:\n", "streams: products\n", 1),
+			[]string{`streams: "products" is not a list`}},
+		{"not a mapping", "5\n", []string{`the file: "5" is not a mapping`}},
+		{"flow mapping", validConfig + "  - {name: p, table: p, index: p, tabel: x, batch_size: lots, delay: soon}\n",
+			[]string{`line 9: unknown field "tabel" in a stream`, `streams[0].batch_size: "lots" is not an integer`,
+				`streams[0].delay: "soon" is not a duration`}},
+		{"alias", validConfig + "  - &s {name: a, table: a, index: a, batch_size: lots}\n  - *s\n",
+			[]string{`streams[0].batch_size: "lots" is not an integer`, `streams[1].batch_size: "lots" is not an integer`}},
+		{"merge key", validConfig + validStream + "    <<: {batch_size: lots}\n",
+			[]string{`streams[0].batch_size: "lots" is not an integer`}},
+		{"duplicate key", validConfig + validStream + "    delay: 5s\n    delay: 6s\n",
+			[]string{`line 14: mapping key "delay" already defined at line 13`}},
 		{"empty file", "", []string{"the file is empty"}},
 		{"two documents", validConfig + validStream + "---\nfoo: 1\n", []string{"more than one YAML document"}},
 	}
@@ -106,6 +136,9 @@ func TestConfigProblems(t *testing.T) {
 			if !errors.As(err, &ce) {
 				t.Fatalf("loadConfig: %v, want a *ConfigError", err)
 			}
+			if ce.File != path {
+				t.Errorf("ConfigError.File = %q, want %q", ce.File, path)
+			}
 			for _, w := range tt.want {
 				found := false
 				for _, p := range ce.Problems {
@@ -116,6 +149,74 @@ func TestConfigProblems(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestConfigAddrs(t *testing.T) {
+	t.Parallel()
+	for addr, ok := range map[string]bool{
+		"h:6379": true, "10.0.0.1:26379": true, "[::1]:7000": true, ":7000": true,
+		"nohost": false, "h:": false, "h:redis": false, "h:70000": false, "::1:7000": false,
+	} {
+		var p problems
+		p.addrs("redis.cluster.addrs", []string{addr})
+		if got := len(p.list) == 0; got != ok {
+			t.Errorf("%q: accepted %v, want %v (%q)", addr, got, ok, p.list)
+		}
+	}
+}
+
+// TestConfigDurations checks the forms a duration takes: a Go duration,
+// 0, or nothing (left out, null or ""), which is the default; an explicit
+// 0 is kept.
+func TestConfigDurations(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		value string // the delay line's value; "-" leaves the line out
+		want  time.Duration
+	}{
+		{"-", defaultDelay},
+		{"", defaultDelay},
+		{"~", defaultDelay},
+		{`""`, defaultDelay},
+		{"0", 0},
+		{"0s", 0},
+		{"500ms", 500 * time.Millisecond},
+		{`"1h30m"`, 90 * time.Minute},
+		{"1.5s", 1500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			t.Parallel()
+			yaml := validConfig + validStream
+			if tt.value != "-" {
+				yaml += "    delay: " + tt.value + "\n"
+			}
+			cfg, err := loadConfig(writeFile(t, t.TempDir(), "c.yaml", yaml), noEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Streams[0].Delay.Duration; got != tt.want {
+				t.Errorf("delay: %s gives %v, want %v", tt.value, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestESBackoff checks the figures the example documents for
+// elasticsearch.max_retries: from 100ms, doubling, capped at 10s, with
+// jitter over the upper half.
+func TestESBackoff(t *testing.T) {
+	t.Parallel()
+	for attempt, upper := range map[int]time.Duration{
+		1: 100 * time.Millisecond, 2: 200 * time.Millisecond, 4: 800 * time.Millisecond,
+		7: 6400 * time.Millisecond, 8: 10 * time.Second, 30: 10 * time.Second,
+	} {
+		for range 20 {
+			if d := esBackoff(attempt); d < upper/2 || d > upper {
+				t.Fatalf("esBackoff(%d) = %v, want in [%v, %v]", attempt, d, upper/2, upper)
+			}
+		}
 	}
 }
 
@@ -145,17 +246,19 @@ func TestConfigDefaultsAndEnv(t *testing.T) {
 		{"elasticsearch.urls", cfg.Elasticsearch.URLs, []string{"http://a:9200", "http://b:9200"}},
 		{"elasticsearch.username", cfg.Elasticsearch.Username, "elastic"},
 		{"elasticsearch.max_retries", cfg.Elasticsearch.MaxRetries, defaultESMaxRetries},
-		{"elasticsearch.timeout", cfg.Elasticsearch.timeout, defaultESTimeout},
+		{"elasticsearch.timeout", cfg.Elasticsearch.Timeout.Duration, defaultESTimeout},
 		{"max_payload_bytes", s.MaxPayloadBytes, 0}, // the consumer's default, DefaultMaxPayloadBytes
 		{"primary_key", s.PrimaryKey, "id"},
 		{"consumer", s.Consumer, "indexer"},
 		{"trim_consumers", s.TrimConsumers, []string{"indexer"}},
-		{"delay", s.delay, defaultDelay},
-		{"trim_interval", s.trimInterval, 30 * time.Second},
+		{"delay", s.Delay.Duration, defaultDelay},
+		{"trim_interval", s.TrimInterval.Duration, 30 * time.Second},
 		{"streams", s.Streams(), []string{"products-0", "products-1", "products-2"}},
 		{"mapping loaded", len(s.mapping) > 0, true},
 		{"worker.listen", cfg.Worker.Listen, defaultListen},
-		{"worker.stall_timeout", cfg.Worker.stallTimeout, defaultStallTimeout},
+		{"worker.stall_timeout", cfg.Worker.StallTimeout.Duration, defaultStallTimeout},
+		{"worker.shutdown_timeout", cfg.Worker.ShutdownTimeout.Duration, defaultShutdownTimeout},
+		{"worker.lock_ttl", cfg.Worker.LockTTL.Duration, redstream.DefaultLockTTL},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {

@@ -1,22 +1,24 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"database/sql"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redstream-go/redstream/internal/backoff"
 )
 
 // connectTimeout bounds the first contact with each service.
@@ -49,36 +51,27 @@ func newRedis(ctx context.Context, cfg RedisConfig, poolMin int) (redis.Universa
 		if err != nil {
 			return nil, fmt.Errorf("redis.url: %w", err)
 		}
-		if cfg.Username != "" {
-			o.Username = cfg.Username
-		}
-		if cfg.Password != "" {
-			o.Password = cfg.Password
-		}
+		o.Username = cmp.Or(cfg.Username, o.Username)
+		o.Password = cmp.Or(cfg.Password, o.Password)
 		if tlsCfg != nil {
 			o.TLSConfig = tlsCfg
 		}
-		if pool > o.PoolSize {
-			o.PoolSize = pool
-		}
+		o.PoolSize = max(o.PoolSize, pool)
 		rdb = redis.NewClient(o)
 	case len(cfg.Cluster.Addrs) > 0:
-		o := &redis.ClusterOptions{Addrs: cfg.Cluster.Addrs, Username: cfg.Username, Password: cfg.Password, TLSConfig: tlsCfg}
-		if pool > 0 {
-			o.PoolSize = pool
-		}
-		rdb = redis.NewClusterClient(o)
+		// A PoolSize of 0 is the client's default.
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: cfg.Cluster.Addrs, Username: cfg.Username, Password: cfg.Password,
+			TLSConfig: tlsCfg, PoolSize: pool,
+		})
 	default:
 		s := cfg.Sentinel
-		o := &redis.FailoverOptions{
+		rdb = redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName: s.Master, SentinelAddrs: s.Addrs,
 			SentinelUsername: s.Username, SentinelPassword: s.Password,
-			Username: cfg.Username, Password: cfg.Password, DB: s.DB, TLSConfig: tlsCfg,
-		}
-		if pool > 0 {
-			o.PoolSize = pool
-		}
-		rdb = redis.NewFailoverClient(o)
+			Username: cfg.Username, Password: cfg.Password, DB: s.DB,
+			TLSConfig: tlsCfg, PoolSize: pool,
+		})
 	}
 	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
@@ -112,12 +105,12 @@ func redisTLS(cfg TLSConfig) (*tls.Config, error) {
 }
 
 func certPool(path string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(path)
+	certs, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
+	if !pool.AppendCertsFromPEM(certs) {
 		return nil, fmt.Errorf("%s holds no PEM certificate", path)
 	}
 	return pool, nil
@@ -143,8 +136,9 @@ func newDB(ctx context.Context, cfg DatabaseConfig) (*sql.DB, error) {
 
 // newES returns an Elasticsearch client that retries 429 and 502-504 with
 // exponential backoff and jitter, bounds each attempt by
-// elasticsearch.timeout, and checks that the cluster answers.
-func newES(ctx context.Context, cfg ESConfig) (*elasticsearch.Client, error) {
+// elasticsearch.timeout, and checks that the cluster answers; and its
+// transport, whose idle connections the caller closes when done.
+func newES(ctx context.Context, cfg ESConfig) (*elasticsearch.Client, *http.Transport, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if cfg.CAFile != "" || cfg.InsecureSkipVerify {
 		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // asked for in the config
@@ -152,13 +146,13 @@ func newES(ctx context.Context, cfg ESConfig) (*elasticsearch.Client, error) {
 	if cfg.CAFile != "" {
 		pool, err := certPool(cfg.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("elasticsearch.ca_file: %w", err)
+			return nil, nil, fmt.Errorf("elasticsearch.ca_file: %w", err)
 		}
 		tr.TLSClientConfig.RootCAs = pool
 	}
 	var rt http.RoundTripper = tr
-	if cfg.timeout > 0 {
-		rt = &timeoutTransport{rt: tr, timeout: cfg.timeout}
+	if cfg.Timeout.Duration > 0 {
+		rt = &timeoutTransport{rt: tr, timeout: cfg.Timeout.Duration}
 	}
 	c := elasticsearch.Config{
 		Addresses:     cfg.URLs,
@@ -172,19 +166,21 @@ func newES(ctx context.Context, cfg ESConfig) (*elasticsearch.Client, error) {
 	}
 	es, err := elasticsearch.NewClient(c)
 	if err != nil {
-		return nil, fmt.Errorf("elasticsearch: %w", err)
+		return nil, nil, fmt.Errorf("elasticsearch: %w", err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	res, err := es.Info(es.Info.WithContext(pctx))
 	if err != nil {
-		return nil, fmt.Errorf("connect to Elasticsearch: %w", err)
+		tr.CloseIdleConnections()
+		return nil, nil, fmt.Errorf("connect to Elasticsearch: %w", err)
 	}
 	defer res.Body.Close()
 	if res.IsError() {
-		return nil, fmt.Errorf("connect to Elasticsearch: %s", res.Status())
+		tr.CloseIdleConnections()
+		return nil, nil, fmt.Errorf("connect to Elasticsearch: %s", res.Status())
 	}
-	return es, nil
+	return es, tr, nil
 }
 
 // timeoutTransport bounds each request attempt to Elasticsearch, reading
@@ -225,18 +221,20 @@ func (b *cancelBody) Close() error {
 	return err
 }
 
-// esBackoff is the pause before the client's attempt-th retry: 100ms
-// doubling up to 10s, with jitter over its upper half.
+// esBackoff is the pause before the client's attempt-th retry (from 1):
+// 100ms doubling up to 10s, with jitter over its upper half.
 func esBackoff(attempt int) time.Duration {
-	d := min(100*time.Millisecond<<min(attempt-1, 10), 10*time.Second)
-	return d/2 + rand.N(d/2+1)
+	return backoff.Nth(100*time.Millisecond, 10*time.Second, attempt-1)
 }
 
 // services bundles the connections a subcommand opened.
 type services struct {
-	rdb redis.UniversalClient
-	db  *sql.DB
-	es  *elasticsearch.Client
+	rdb  redis.UniversalClient
+	db   *sql.DB
+	es   *elasticsearch.Client
+	esTr *http.Transport // es's
+
+	closeOnce sync.Once
 }
 
 // need says which services a subcommand connects to.
@@ -257,7 +255,7 @@ func connect(ctx context.Context, cfg *Config, n need, poolMin int) (*services, 
 		}
 	}
 	if n.es {
-		if s.es, err = newES(ctx, cfg.Elasticsearch); err != nil {
+		if s.es, s.esTr, err = newES(ctx, cfg.Elasticsearch); err != nil {
 			s.close()
 			return nil, err
 		}
@@ -265,13 +263,19 @@ func connect(ctx context.Context, cfg *Config, n need, poolMin int) (*services, 
 	return s, nil
 }
 
+// close closes the connections: Redis calls fail from then on, those in
+// flight included; the database lets the queries in flight end first.
+// Only the first call does anything.
 func (s *services) close() {
-	var errs []error
-	if s.rdb != nil {
-		errs = append(errs, s.rdb.Close())
-	}
-	if s.db != nil {
-		errs = append(errs, s.db.Close())
-	}
-	_ = errors.Join(errs...)
+	s.closeOnce.Do(func() {
+		if s.rdb != nil {
+			_ = s.rdb.Close()
+		}
+		if s.db != nil {
+			_ = s.db.Close()
+		}
+		if s.esTr != nil {
+			s.esTr.CloseIdleConnections()
+		}
+	})
 }

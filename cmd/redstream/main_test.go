@@ -5,18 +5,26 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/redstream-go/redstream/internal/testenv"
 )
 
 // bin is the redstream binary the tests run, built once by TestMain.
@@ -240,4 +248,120 @@ func TestBadConfigExits2(t *testing.T) {
 	if r := runBin(t, nil, "worker"); r.code != exitUsage || !strings.Contains(r.stderr, "--config: required") {
 		t.Errorf("no config: exit %d, stderr %q", r.code, r.stderr)
 	}
+}
+
+// TestWorkerHardStop stops a worker whose Redis has stalled, with a short
+// worker.shutdown_timeout: its workers cannot finish (their reads and
+// lease releases hang), so past the timeout it closes the connections
+// under them, and it returns only once every goroutine it started has
+// ended, their last log lines written. It runs the worker in the test
+// process to see its goroutines.
+func TestWorkerHardStop(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "    delay: 1h\n")
+	f.setWorkerOption(t, "shutdown_timeout", "30s", "300ms")
+	u, err := url.Parse(f.vars["REDIS_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testenv.NewProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	vars := maps.Clone(f.vars)
+	vars["REDIS_URL"] = u.String()
+	cfg, err := loadConfig(f.config, func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	h := slowHandler{Handler: slog.NewTextHandler(&logs, nil), slow: new(atomic.Bool)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- worker(ctx, cfg, slog.New(h)) }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("worker log:\n%s", logs.String())
+		}
+	})
+	waitReady(t, f.listen)
+	p := product{ID: 1, Title: "one"}
+	f.create(t, &p)
+	eventually(t, "the document", func() bool { return f.indexed(&p) })
+
+	proxy.Stall()
+	h.slow.Store(true) // the workers' last lines, their failed lease releases, take a while
+	cancel()
+	start := time.Now()
+	select {
+	case err = <-stopped:
+	case <-time.After(time.Minute):
+		t.Fatal("worker did not return within a minute of its context's end")
+	}
+	// Without the hard stop, the workers wait out the timeouts of their
+	// stalled Redis calls, with retries: about 20s.
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("worker returned %v after its context's end", took)
+	}
+	if err == nil || !strings.Contains(err.Error(), "workers did not stop within worker.shutdown_timeout (300ms)") {
+		t.Errorf("worker returned %v, want the shutdown timeout", err)
+	}
+	if !strings.Contains(logs.String(), "closing the connections to end the workers") {
+		t.Errorf("no hard stop in the log:\n%s", logs.String())
+	}
+	// The goroutine that hands worker the group's result may not have
+	// quite ended when worker returns; nothing else may be left.
+	var left string
+	for deadline := time.Now().Add(100 * time.Millisecond); ; {
+		left = goroutinesOf(regexp.MustCompile(`cmd/redstream\.worker(\(|\.func| in goroutine)`))
+		if left == "" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if left != "" {
+		t.Errorf("goroutines that worker started still run after it returned:\n%s", left)
+	}
+}
+
+// slowHandler is a log handler that, once slow is set, takes half a
+// second over each record, as a stderr pipe read slowly would.
+type slowHandler struct {
+	slog.Handler
+	slow *atomic.Bool
+}
+
+func (h slowHandler) Handle(ctx context.Context, r slog.Record) error {
+	if h.slow.Load() {
+		time.Sleep(500 * time.Millisecond)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h slowHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return slowHandler{Handler: h.Handler.WithAttrs(as), slow: h.slow}
+}
+
+func (h slowHandler) WithGroup(name string) slog.Handler {
+	return slowHandler{Handler: h.Handler.WithGroup(name), slow: h.slow}
+}
+
+// goroutinesOf returns the stacks of the goroutines that have a line
+// matching re.
+func goroutinesOf(re *regexp.Regexp) string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var out []string
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if re.MatchString(g) {
+			out = append(out, g)
+		}
+	}
+	return strings.Join(out, "\n\n")
 }

@@ -50,17 +50,20 @@ func runWorker(ctx context.Context, e *env, args []string) int {
 	if *listen != "" {
 		cfg.Worker.Listen = *listen
 	}
-	log := newLogger(cfg.Log, e.stderr)
-	if err := worker(ctx, cfg, log); err != nil {
-		log.ErrorContext(ctx, "redstream: worker failed", "error", err)
+	logger := newLogger(cfg.Log, e.stderr)
+	if err := worker(ctx, cfg, logger); err != nil {
+		logger.ErrorContext(ctx, "redstream: worker failed", "error", err)
 		return exitFailure
 	}
 	return exitOK
 }
 
-// worker runs until ctx ends (then stops within worker.shutdown_timeout)
-// or a worker fails for good.
-func worker(ctx context.Context, cfg *Config, log *slog.Logger) error {
+// worker runs until ctx ends or a worker fails for good. When ctx ends,
+// the workers get worker.shutdown_timeout to finish their batches and
+// release their leases; past it, worker closes the connections under
+// them. Either way it returns only once every goroutine it started has
+// ended.
+func worker(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	nstreams := 0
 	for i := range cfg.Streams {
 		nstreams += len(cfg.Streams[i].Streams())
@@ -73,12 +76,12 @@ func worker(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	defer svc.close()
 
 	m := newMetrics(svc.rdb, redstream.NewKeys(cfg.Redis.Namespace))
-	ws, err := buildWorkers(ctx, cfg, svc, log, m.timed)
+	ws, err := buildWorkers(ctx, cfg, svc, logger, m.timed)
 	if err != nil {
 		return err
 	}
 	m.watch(ws)
-	health := newHealth(ws, cfg.Worker.stallTimeout)
+	health := newHealth(ws, cfg.Worker.StallTimeout.Duration)
 
 	ln, err := net.Listen("tcp", cfg.Worker.Listen)
 	if err != nil {
@@ -112,8 +115,10 @@ func worker(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		}
 	}
 	ready.Store(true)
-	log.InfoContext(ctx, "redstream: worker started", "streams", n, "listen", ln.Addr().String(), "version", buildVersion())
+	logger.InfoContext(ctx, "redstream: worker started", "streams", n, "listen", ln.Addr().String(), "version", buildVersion())
 
+	// Every return below receives from done: the group, and this goroutine
+	// with it, has ended.
 	done := make(chan error, 1)
 	go func() { done <- g.Wait() }()
 	select {
@@ -123,28 +128,35 @@ func worker(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	case <-ctx.Done():
 	}
 	ready.Store(false)
-	log.InfoContext(ctx, "redstream: stopping", "timeout", cfg.Worker.shutdownTimeout)
-	t := time.NewTimer(cfg.Worker.shutdownTimeout)
+	timeout := cfg.Worker.ShutdownTimeout.Duration
+	logger.InfoContext(ctx, "redstream: stopping", "timeout", timeout)
+	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case err := <-done:
 		if err != nil {
 			return err
 		}
-		log.InfoContext(ctx, "redstream: stopped")
+		logger.InfoContext(ctx, "redstream: stopped")
 		return nil
 	case <-t.C:
-		// Leases not released expire after worker.lock_ttl.
-		return fmt.Errorf("workers did not stop within worker.shutdown_timeout (%v)", cfg.Worker.shutdownTimeout)
 	}
+	// What still runs waits on I/O that ctx does not end: a commit or a
+	// lease release on a detached context, a read from a stalled Redis.
+	// Closing the connections fails it at once. Leases left behind expire
+	// after worker.lock_ttl.
+	logger.WarnContext(ctx, "redstream: closing the connections to end the workers", "timeout", timeout)
+	_ = srv.Close()
+	svc.close()
+	return errors.Join(fmt.Errorf("workers did not stop within worker.shutdown_timeout (%v)", timeout), <-done)
 }
 
 // buildWorkers prepares the indexes and creates every worker; wrap, when
 // not nil, wraps each consumer's handler. Nothing runs yet.
-func buildWorkers(ctx context.Context, cfg *Config, svc *services, log *slog.Logger,
+func buildWorkers(ctx context.Context, cfg *Config, svc *services, logger *slog.Logger,
 	wrap func(h redstream.Handler, stream, consumer string) redstream.Handler) (*workerSet, error) {
 	ns := cfg.Redis.Namespace
-	ttl := cfg.Worker.lockTTL
+	ttl := cfg.Worker.LockTTL.Duration
 	ws := &workerSet{}
 	for i := range cfg.Streams {
 		s := &cfg.Streams[i]
@@ -152,7 +164,7 @@ func buildWorkers(ctx context.Context, cfg *Config, svc *services, log *slog.Log
 		if err := ensureIndex(ctx, svc.es, s); err != nil {
 			return nil, fmt.Errorf("%s.index %s: %w", field, s.Index, err)
 		}
-		h, err := newHandler(ctx, svc, cfg, s, log)
+		h, err := newHandler(ctx, svc, cfg, s, logger)
 		if err != nil {
 			return nil, fmt.Errorf("%s (table %s): %w", field, s.Table, err)
 		}
@@ -163,19 +175,19 @@ func buildWorkers(ctx context.Context, cfg *Config, svc *services, log *slog.Log
 				ch = wrap(h, name, s.Consumer)
 			}
 			c, err := redstream.NewConsumer(svc.rdb, name, s.Consumer, ch, &redstream.ConsumerOptions{
-				Namespace: ns, BatchSize: s.BatchSize, LockTTL: ttl, MaxPayloadBytes: s.MaxPayloadBytes, Logger: log,
+				Namespace: ns, BatchSize: s.BatchSize, LockTTL: ttl, MaxPayloadBytes: s.MaxPayloadBytes, Logger: logger,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", field, err)
 			}
-			d, err := redstream.NewDelayer(svc.rdb, name, s.delay, &redstream.DelayerOptions{
-				Namespace: ns, BatchSize: s.BatchSize, LockTTL: ttl, Logger: log,
+			d, err := redstream.NewDelayer(svc.rdb, name, s.Delay.Duration, &redstream.DelayerOptions{
+				Namespace: ns, BatchSize: s.BatchSize, LockTTL: ttl, Logger: logger,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", field, err)
 			}
 			t, err := redstream.NewTrimmer(svc.rdb, name, s.TrimConsumers, &redstream.TrimmerOptions{
-				Namespace: ns, Interval: s.trimInterval, LockTTL: ttl, Logger: log,
+				Namespace: ns, Interval: s.TrimInterval.Duration, LockTTL: ttl, Logger: logger,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", field, err)
@@ -190,7 +202,7 @@ func buildWorkers(ctx context.Context, cfg *Config, svc *services, log *slog.Log
 }
 
 // newHandler returns the Elasticsearch handler of stream s.
-func newHandler(ctx context.Context, svc *services, cfg *Config, s *StreamConfig, log *slog.Logger) (*elastic.Handler, error) {
+func newHandler(ctx context.Context, svc *services, cfg *Config, s *StreamConfig, logger *slog.Logger) (*elastic.Handler, error) {
 	loader, err := newLoader(ctx, svc, s)
 	if err != nil {
 		return nil, err
@@ -201,7 +213,7 @@ func newHandler(ctx context.Context, svc *services, cfg *Config, s *StreamConfig
 		MaxBulkBytes: s.MaxBulkBytes,
 		Concurrency:  s.Concurrency,
 		Refresh:      cfg.Elasticsearch.Refresh,
-		Logger:       log,
+		Logger:       logger,
 	})
 }
 
