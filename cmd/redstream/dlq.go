@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -141,7 +142,7 @@ func runDLQ(ctx context.Context, e *env, args []string) int {
 	keys := redstream.NewKeys(cfg.Redis.Namespace)
 	queues := make([]dlqTarget, len(targets))
 	for i, t := range targets {
-		q := dlqTarget{stream: t.stream, consumer: cmpOr(*consumer, t.cfg.Consumer)}
+		q := dlqTarget{stream: t.stream, consumer: cmp.Or(*consumer, t.cfg.Consumer)}
 		if q.DeadLetterQueue, err = redstream.NewDeadLetterQueue(svc.rdb, keys, q.stream, q.consumer); err != nil {
 			return e.fail(err)
 		}
@@ -168,13 +169,6 @@ func runDLQ(ctx context.Context, e *env, args []string) int {
 type dlqTarget struct {
 	*redstream.DeadLetterQueue
 	stream, consumer string
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func dlqList(ctx context.Context, e *env, queues []dlqTarget, count int, asJSON bool) int {
