@@ -73,14 +73,31 @@ func ShardName(name string, id any, shards int) string {
 	default:
 		key = fmt.Sprint(v)
 	}
-	n := crc32.ChecksumIEEE([]byte(key)) % uint32(shards)
-	return name + "-" + strconv.FormatUint(uint64(n), 10)
+	return shardName(name, uint64(crc32.ChecksumIEEE([]byte(key))%uint32(shards)))
 }
 
-// entry is one message to write: its stream name (not key) and payload.
+// ShardNames returns the stream names of name split into shards streams,
+// "<name>-0" to "<name>-<shards-1>", the names ShardName gives; for shards
+// below 2, name alone.
+func ShardNames(name string, shards int) []string {
+	if shards < 2 {
+		return []string{name}
+	}
+	names := make([]string, shards)
+	for i := range names {
+		names[i] = shardName(name, uint64(i))
+	}
+	return names
+}
+
+func shardName(name string, n uint64) string { return name + "-" + strconv.FormatUint(n, 10) }
+
+// entry is one message to write: its stream name (not key) and payload,
+// and, once its delay message is written, that message's id.
 type entry struct {
 	stream  string
 	payload string
+	delayID string
 }
 
 // resolver turns model values into entries, caching parsed schemas.

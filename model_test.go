@@ -3,6 +3,7 @@ package redstream_test
 import (
 	"context"
 	"hash/crc32"
+	"slices"
 	"testing"
 
 	"gorm.io/gorm"
@@ -66,6 +67,23 @@ func TestShardName(t *testing.T) {
 	}
 	if len(seen) != 4 {
 		t.Errorf("shards used = %v, want 4", seen)
+	}
+}
+
+// TestShardNames lists exactly the names ShardName spreads keys over.
+func TestShardNames(t *testing.T) {
+	t.Parallel()
+	if got := redstream.ShardNames("p", 1); !slices.Equal(got, []string{"p"}) {
+		t.Errorf("ShardNames(p, 1) = %v", got)
+	}
+	names := redstream.ShardNames("p", 4)
+	if want := []string{"p-0", "p-1", "p-2", "p-3"}; !slices.Equal(names, want) {
+		t.Fatalf("ShardNames(p, 4) = %v, want %v", names, want)
+	}
+	for id := range 100 {
+		if s := redstream.ShardName("p", id, 4); !slices.Contains(names, s) {
+			t.Fatalf("ShardName(p, %d, 4) = %q, not among %v", id, s, names)
+		}
 	}
 }
 

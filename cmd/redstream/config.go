@@ -187,16 +187,7 @@ func valueError(n *yaml.Node, format string, a ...any) error {
 
 // Streams returns the names of the Redis streams of s: the name itself, or
 // "<name>-0" … "<name>-<shards-1>" (redstream.ShardName's names).
-func (s *StreamConfig) Streams() []string {
-	if s.Shards < 2 {
-		return []string{s.Name}
-	}
-	names := make([]string, s.Shards)
-	for i := range names {
-		names[i] = s.Name + "-" + strconv.Itoa(i)
-	}
-	return names
-}
+func (s *StreamConfig) Streams() []string { return redstream.ShardNames(s.Name, s.Shards) }
 
 // ConfigError lists what is wrong with a configuration, one "field: problem"
 // per line.
