@@ -81,9 +81,12 @@ var luaMove = redis.NewScript(luaOffsetLib + luaMoveSrc)
 // commits the delayer's offset, atomically: the messages never travel
 // through the client, and a failure or a deposed delayer moves nothing. The
 // delayer then sleeps exactly until the next message is due, or waits for
-// a new one. Because the producer writes each change to both streams, a
-// change reaches consumers even when its main-stream write was lost, delay
-// late.
+// a new one. The producer writes each change to the delay stream before
+// COMMIT and swaps it for its main-stream message after COMMIT, so the
+// delay stream holds only unconfirmed changes: transactions in flight and
+// main-stream writes that were lost. The Delayer delivers those, delay
+// late; the others it never sees. (Delay messages of Ruby producers, and of
+// producers with KeepDelayMessages, stay until the Delayer moves them.)
 //
 // A message is due when the time in its id plus delay is not after Now()
 // (DelayerOptions.Now); the id's time comes from the Redis server's clock.

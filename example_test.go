@@ -71,8 +71,8 @@ func printStream(rdb *redis.Client, ns, key string) {
 }
 
 // The plugin writes each changed record's id to the delay stream just
-// before COMMIT and to the main stream right after it; a rolled-back
-// transaction writes nothing.
+// before COMMIT and to the main stream right after it, deleting the delay
+// message in the same step; a rolled-back transaction writes nothing.
 func ExampleNewPlugin() {
 	rdb, ns, db, cleanup := exampleEnv()
 	defer cleanup()
@@ -95,11 +95,12 @@ func ExampleNewPlugin() {
 	})
 
 	keys := producer.Keys()
-	printStream(rdb, ns, keys.Delay("products"))
 	printStream(rdb, ns, keys.Stream("products"))
+	st := producer.Stats()
+	fmt.Println("delay messages written:", st.DelayMessages, "left:", rdb.XLen(context.Background(), keys.Delay("products")).Val())
 	// Output:
-	// redstream:stream:products.delay {"id":1}
 	// redstream:stream:products {"id":1}
+	// delay messages written: 1 left: 0
 }
 
 // Bulk wraps a write the plugin cannot see, here raw SQL: delay messages

@@ -404,24 +404,30 @@ func (o *observer) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 
 func (o *observer) check(ctx context.Context, cmds []redis.Cmder) {
 	for _, c := range cmds {
-		args := c.Args()
-		if len(args) < 5 || fmt.Sprint(args[0]) != "xadd" || fmt.Sprint(args[1]) != o.streamKey {
+		key, payloads := streamWrite(c)
+		if key != o.streamKey {
 			continue
 		}
-		var p struct{ ID int64 }
-		if err := json.Unmarshal([]byte(fmt.Sprint(args[len(args)-1])), &p); err != nil {
-			o.t.Errorf("payload %v: %v", args[len(args)-1], err)
-			continue
+		for _, payload := range payloads {
+			o.checkOne(ctx, payload)
 		}
-		var n int
-		if err := o.db.QueryRowContext(ctx, "SELECT count(*) FROM products WHERE id = $1", p.ID).Scan(&n); err != nil {
-			o.t.Errorf("observer query: %v", err)
-		}
-		if n != 1 {
-			o.t.Errorf("main-stream message for id %d sent before its row is visible", p.ID)
-		}
-		o.checked.Add(1)
 	}
+}
+
+func (o *observer) checkOne(ctx context.Context, payload string) {
+	var p struct{ ID int64 }
+	if err := json.Unmarshal([]byte(payload), &p); err != nil {
+		o.t.Errorf("payload %v: %v", payload, err)
+		return
+	}
+	var n int
+	if err := o.db.QueryRowContext(ctx, "SELECT count(*) FROM products WHERE id = $1", p.ID).Scan(&n); err != nil {
+		o.t.Errorf("observer query: %v", err)
+	}
+	if n != 1 {
+		o.t.Errorf("main-stream message for id %d sent before its row is visible", p.ID)
+	}
+	o.checked.Add(1)
 }
 
 // faultHook fails every command or pipeline that writes to a key for which
@@ -480,7 +486,7 @@ func (f *faultHook) hit(cmds []redis.Cmder) bool {
 		return false
 	}
 	for _, c := range cmds {
-		if args := c.Args(); len(args) > 1 && fmt.Sprint(args[0]) == "xadd" && f.fail(fmt.Sprint(args[1])) {
+		if key := mainStreamWrite(c); key != "" && f.fail(key) {
 			return true
 		}
 	}
@@ -576,8 +582,17 @@ func TestPluginRoundTrips(t *testing.T) {
 				t.Errorf("round trips = %d, want 2; single commands: %v", got, counter.log)
 			}
 			ctx := context.Background()
-			if n := rdb.XLen(ctx, e.keys.Delay("products")).Val(); n != 1000 {
-				t.Errorf("delay messages = %d, want 1000", n)
+			// Each delay message is deleted with its main-stream message,
+			// unless they are kept.
+			wantLeft := int64(0)
+			if m.keep {
+				wantLeft = 1000
+			}
+			if n := rdb.XLen(ctx, e.keys.Delay("products")).Val(); n != wantLeft {
+				t.Errorf("delay messages left = %d, want %d", n, wantLeft)
+			}
+			if st := e.p.Stats(); st.DelayMessages != 1000 {
+				t.Errorf("delay messages written = %d, want 1000", st.DelayMessages)
 			}
 			if n := rdb.XLen(ctx, e.keys.Stream("products")).Val(); n != 1000 {
 				t.Errorf("main messages = %d, want 1000", n)

@@ -3,6 +3,7 @@ package redstream
 import (
 	"cmp"
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -72,6 +73,17 @@ type ProducerOptions struct {
 	// written still arrive through the Delayer. Default: false (Commit
 	// returns once the main-stream messages are written).
 	AsyncPublish bool
+
+	// KeepDelayMessages keeps every delay message until the Delayer moves
+	// it, as the Ruby gem does, so that each change reaches consumers a
+	// second time, delay late. By default a committed change's delay message
+	// is deleted in the same script that writes its main-stream message,
+	// once that message is in Redis, and the Delayer only repairs the
+	// changes whose main-stream write was lost. Keep them only for
+	// consumers that read a replica that may lag behind the primary, where
+	// the second delivery re-reads a state the first may have missed.
+	// Default: false.
+	KeepDelayMessages bool
 
 	// NamingStrategy names tables of models passed to the Producer's methods
 	// (the GORM plugin uses the statement's own schema). Set it to the
@@ -473,26 +485,35 @@ func (p *Producer) pipeline(ctx context.Context, delay bool, entries []entry) er
 }
 
 // pipelineOn sends entries' XADDs, and a WAIT when wait is set, in one
-// pipeline on c.
+// pipeline on c. Delay writes record each message's id in its entry; main
+// writes of entries with a delay id delete those delay messages in the
+// same script (see ack), unless KeepDelayMessages is set.
 func (p *Producer) pipelineOn(ctx context.Context, c redis.Cmdable, delay, wait bool, entries []entry) error {
 	kind := "main-stream"
 	if delay {
 		kind = "delay"
 	}
+	if !delay && p.ack(entries) {
+		if err := p.publishAcked(ctx, c, entries); err != nil {
+			return fmt.Errorf("redstream: write %d %s messages: %w", len(entries), kind, err)
+		}
+		return nil
+	}
 	if d, ok := c.(doer); ok && len(entries) == 1 && !wait {
 		// One message (a single-row write): a plain command costs the same
 		// round trip and a few microseconds less than a pipeline of one.
-		e := entries[0]
-		key := p.keys.Stream(e.stream)
-		if delay {
-			key = p.keys.Delay(e.stream)
-		}
-		if err := d.Do(ctx, "xadd", key, "*", "payload", e.payload).Err(); err != nil {
+		e := &entries[0]
+		id, err := d.Do(ctx, "xadd", p.key(delay, e.stream), "*", "payload", e.payload).Text()
+		if err != nil {
 			return fmt.Errorf("redstream: write 1 %s messages: %w", kind, err)
+		}
+		if delay {
+			e.delayID = id
 		}
 		return nil
 	}
 	var waitCmd *redis.Cmd
+	xadds := make([]*redis.Cmd, 0, len(entries))
 	cmds, err := c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		// The arguments of every XADD share one backing array, and each
 		// stream's key is boxed once, not per message.
@@ -504,16 +525,12 @@ func (p *Producer) pipelineOn(ctx context.Context, c redis.Cmdable, delay, wait 
 		for _, e := range entries {
 			if e.stream != stream || key == nil {
 				stream = e.stream
-				if delay {
-					key = p.keys.Delay(e.stream)
-				} else {
-					key = p.keys.Stream(e.stream)
-				}
+				key = p.key(delay, e.stream)
 			}
 			// XADD <key> * payload <json>: the Ruby gem's entry, byte for byte.
 			n := len(args)
 			args = append(args, "xadd", key, "*", "payload", e.payload)
-			pipe.Do(ctx, args[n:len(args):len(args)]...)
+			xadds = append(xadds, pipe.Do(ctx, args[n:len(args):len(args)]...))
 		}
 		if wait {
 			waitCmd = pipe.Do(ctx, "wait", p.opts.WaitReplicas, p.opts.WaitTimeout.Milliseconds())
@@ -523,6 +540,11 @@ func (p *Producer) pipelineOn(ctx context.Context, c redis.Cmdable, delay, wait 
 	if err != nil {
 		return fmt.Errorf("redstream: write %d %s messages: %w", len(entries), kind, firstErr(cmds, err))
 	}
+	if delay {
+		for i, c := range xadds {
+			entries[i].delayID, _ = c.Text()
+		}
+	}
 	if waitCmd != nil {
 		got, err := waitCmd.Int()
 		if err != nil {
@@ -531,6 +553,106 @@ func (p *Producer) pipelineOn(ctx context.Context, c redis.Cmdable, delay, wait 
 		if got < p.opts.WaitReplicas {
 			return &ReplicaError{Want: p.opts.WaitReplicas, Got: got}
 		}
+	}
+	return nil
+}
+
+// key returns the delay or main stream key of stream.
+func (p *Producer) key(delay bool, stream string) string {
+	if delay {
+		return p.keys.Delay(stream)
+	}
+	return p.keys.Stream(stream)
+}
+
+// ack reports whether the main write of entries deletes their delay
+// messages: unless KeepDelayMessages is set, when every entry knows its
+// delay message's id and, on Redis Cluster, each stream's main and delay
+// keys share a hash slot (a braced name), as one script needs.
+func (p *Producer) ack(entries []entry) bool {
+	if p.opts.KeepDelayMessages {
+		return false
+	}
+	_, cluster := p.rdb.(*redis.ClusterClient)
+	for i, e := range entries {
+		if e.delayID == "" {
+			return false
+		}
+		if cluster && (i == 0 || e.stream != entries[i-1].stream) &&
+			keySlot(p.keys.Stream(e.stream)) != keySlot(p.keys.Delay(e.stream)) {
+			return false
+		}
+	}
+	return true
+}
+
+//go:embed publish_ack.lua
+var luaPublishAckSrc string
+
+var luaPublishAck = redis.NewScript(luaPublishAckSrc)
+
+// publishAcked writes entries to their main streams and deletes their
+// delay messages: one script per run of entries of one stream, all in one
+// pipeline. Each script is atomic, so a delay message is deleted only
+// once its main-stream message is written. A server that does not know
+// the script yet gets it once more in full (EVAL), in a second round trip.
+func (p *Producer) publishAcked(ctx context.Context, c redis.Cmdable, entries []entry) error {
+	type group struct {
+		keys []string
+		args []any
+	}
+	var groups []group
+	for i := 0; i < len(entries); {
+		j := i + 1
+		for j < len(entries) && entries[j].stream == entries[i].stream {
+			j++
+		}
+		args := make([]any, 0, 1+2*(j-i))
+		args = append(args, j-i)
+		for _, e := range entries[i:j] {
+			args = append(args, e.payload)
+		}
+		for _, e := range entries[i:j] {
+			args = append(args, e.delayID)
+		}
+		groups = append(groups, group{keys: []string{p.keys.Stream(entries[i].stream), p.keys.Delay(entries[i].stream)}, args: args})
+		i = j
+	}
+	if len(groups) == 1 {
+		// One stream (most transactions): EVALSHA, and EVAL when the server
+		// does not know the script yet.
+		return luaPublishAck.Run(ctx, c, groups[0].keys, groups[0].args...).Err()
+	}
+	run := func(eval bool) ([]redis.Cmder, error) {
+		return c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			for _, g := range groups {
+				if eval {
+					luaPublishAck.Eval(ctx, pipe, g.keys, g.args...)
+				} else {
+					luaPublishAck.EvalSha(ctx, pipe, g.keys, g.args...)
+				}
+			}
+			return nil
+		})
+	}
+	cmds, err := run(false)
+	if err != nil && redis.HasErrorPrefix(firstErr(cmds, err), "NOSCRIPT") {
+		// Every script of the pipeline failed alike or ran: a failed one
+		// wrote nothing, so running them all again would write the others
+		// twice. Run again only those that did not run.
+		var again []group
+		for i, c := range cmds {
+			if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+				again = append(again, groups[i])
+			} else if c.Err() != nil {
+				return c.Err()
+			}
+		}
+		groups = again
+		cmds, err = run(true)
+	}
+	if err != nil {
+		return firstErr(cmds, err)
 	}
 	return nil
 }

@@ -69,6 +69,10 @@ func TestProducerBulk(t *testing.T) {
 	if n := rdb.XLen(ctx, keys.Stream("products")).Val(); n != 4 {
 		t.Errorf("main messages = %d, want 4", n)
 	}
+	// Each delay message went with its main-stream message.
+	if n := rdb.XLen(ctx, keys.Delay("products")).Val(); n != 0 {
+		t.Errorf("delay messages after Bulk = %d, want 0", n)
+	}
 
 	boom := errors.New("boom")
 	err := p.Bulk(ctx, []redstream.Ref{{Stream: "failing", ID: 9}}, func(context.Context) error { return boom })
@@ -114,7 +118,9 @@ func TestProducerBulkQuery(t *testing.T) {
 	var pages int
 	err := p.BulkQuery(ctx, e.db.Model(&Product{}).Where("price = ?", 0), func(ctx context.Context, page *gorm.DB) error {
 		pages++
-		if n := e.rdb.XLen(ctx, keys.Delay("products")).Val(); n != int64(min(pages*300, 1250)) {
+		// This page's delay messages are written; those of the pages
+		// before were deleted with their main-stream messages.
+		if n := e.rdb.XLen(ctx, keys.Delay("products")).Val(); n != int64(min(300, 1250-(pages-1)*300)) {
 			t.Errorf("page %d: delay messages = %d before fn", pages, n)
 		}
 		// The update moves the rows out of the condition; keyset paging
@@ -134,6 +140,9 @@ func TestProducerBulkQuery(t *testing.T) {
 	main := payloads(t, e.rdb, keys.Stream("products"))
 	if len(main) != 1250 {
 		t.Fatalf("main messages = %d, want 1250", len(main))
+	}
+	if n := e.rdb.XLen(ctx, keys.Delay("products")).Val(); n != 0 {
+		t.Errorf("delay messages after BulkQuery = %d, want 0", n)
 	}
 	// Only even ids (price 0) were messaged, each once.
 	seen := map[string]bool{}
@@ -262,12 +271,16 @@ func TestPluginAsyncPublish(t *testing.T) {
 	}))
 	wg.Wait()
 	// Delay messages are written before each commit, whatever the mode.
-	if n := rdb.XLen(context.Background(), keys.Delay("products")).Val(); n != 50 {
-		t.Errorf("delay messages = %d, want 50", n)
+	if st := p.Stats(); st.DelayMessages != 50 {
+		t.Errorf("delay messages written = %d, want 50", st.DelayMessages)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	must(t, p.Close(ctx))
+	// The writer deleted each with its main-stream message.
+	if n := rdb.XLen(ctx, keys.Delay("products")).Val(); n != 0 {
+		t.Errorf("delay messages after Close = %d, want 0", n)
+	}
 	want := make([]int, 50)
 	for i := range want {
 		want[i] = i + 1
@@ -292,7 +305,7 @@ type hangHook struct{ key string }
 
 func (h hangHook) hangs(cmds []redis.Cmder) bool {
 	for _, c := range cmds {
-		if args := c.Args(); len(args) > 1 && args[0] == "xadd" && args[1] == h.key {
+		if mainStreamWrite(c) == h.key {
 			return true
 		}
 	}

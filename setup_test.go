@@ -3,8 +3,13 @@ package redstream_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
 	"log/slog"
+	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -53,6 +58,7 @@ type env struct {
 	keys redstream.Keys
 	dsn  string
 	logs *logBuffer
+	keep bool // KeepDelayMessages
 }
 
 // mode is one way of configuring GORM; the plugin must behave the same in
@@ -64,6 +70,8 @@ type mode struct {
 	simple bool
 	// viaConfig registers the plugin through gorm.Config.Plugins.
 	viaConfig bool
+	// keep sets ProducerOptions.KeepDelayMessages (the Ruby gem's way).
+	keep bool
 }
 
 var modes = []mode{
@@ -75,6 +83,7 @@ var modes = []mode{
 	}},
 	{name: "plugins_config_prepare_stmt", cfg: func() *gorm.Config { return &gorm.Config{PrepareStmt: true} }, viaConfig: true},
 	{name: "simple_protocol", cfg: func() *gorm.Config { return &gorm.Config{} }, simple: true},
+	{name: "keep_delay_messages", cfg: func() *gorm.Config { return &gorm.Config{} }, keep: true},
 }
 
 // newEnv opens a database in a fresh schema with the plugin registered, and
@@ -90,8 +99,9 @@ func newEnvWith(t testing.TB, m mode, rdb *redis.Client, ns string, models ...an
 	t.Helper()
 	logs := &logBuffer{}
 	p := mustProducer(rdb, &redstream.ProducerOptions{
-		Namespace: ns,
-		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
+		Namespace:         ns,
+		Logger:            slog.New(slog.NewTextHandler(logs, nil)),
+		KeepDelayMessages: m.keep,
 	})
 	pl := redstream.NewPlugin(p, models...)
 	dsn := testenv.Schema(t)
@@ -117,7 +127,7 @@ func newEnvWith(t testing.TB, m mode, rdb *redis.Client, ns string, models ...an
 	if err := db.AutoMigrate(&Product{}); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	return &env{db: db, rdb: rdb, p: p, keys: p.Keys(), dsn: dsn, logs: logs}
+	return &env{db: db, rdb: rdb, p: p, keys: p.Keys(), dsn: dsn, logs: logs, keep: m.keep}
 }
 
 // payloads returns the payloads in the stream at key, in order.
@@ -159,9 +169,15 @@ func itoa(i int) string {
 }
 
 // want checks the payloads of a stream's delay and main streams, ignoring
-// order.
+// order: delay lists every delay message the producer wrote, main every
+// main-stream message. Unless the producer keeps delay messages, a delay
+// message is deleted with its main-stream message, so the delay stream
+// must hold only those without one (delay minus main, as multisets).
 func (e *env) want(t testing.TB, stream string, delay, main []string) {
 	t.Helper()
+	if !e.keep {
+		delay = unconfirmed(delay, main)
+	}
 	gotDelay := payloads(t, e.rdb, e.keys.Delay(stream))
 	gotMain := payloads(t, e.rdb, e.keys.Stream(stream))
 	if !sameSet(gotDelay, delay) {
@@ -170,6 +186,23 @@ func (e *env) want(t testing.TB, stream string, delay, main []string) {
 	if !sameSet(gotMain, main) {
 		t.Errorf("main stream %s = %v, want %v", stream, gotMain, main)
 	}
+}
+
+// unconfirmed returns delay less one occurrence of each element of main.
+func unconfirmed(delay, main []string) []string {
+	left := map[string]int{}
+	for _, m := range main {
+		left[m]++
+	}
+	var out []string
+	for _, d := range delay {
+		if left[d] > 0 {
+			left[d]--
+			continue
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 func sameSet(a, b []string) bool {
@@ -193,4 +226,52 @@ func mustProducer(rdb redis.UniversalClient, opts *redstream.ProducerOptions) *r
 		panic(err)
 	}
 	return p
+}
+
+// publishAckSrc and publishAckSHA are the producer's main-stream script
+// and its SHA-1, by which hooks recognise its EVAL and EVALSHA.
+var publishAckSrc, publishAckSHA = func() (string, string) {
+	src, err := os.ReadFile("publish_ack.lua")
+	if err != nil {
+		panic(err)
+	}
+	sum := sha1.Sum(src)
+	return string(src), hex.EncodeToString(sum[:])
+}()
+
+// mainStreamWrite returns the stream key a producer command writes
+// messages to: XADD's key, or KEYS[1] of the producer's main-stream
+// script; "" for other commands.
+func mainStreamWrite(cmd redis.Cmder) string {
+	key, _ := streamWrite(cmd)
+	return key
+}
+
+// streamWrite returns the stream key and the payloads a producer command
+// writes: an XADD, or the producer's main-stream script (whose ARGV are
+// the count n, n payloads, then the delay ids it deletes).
+func streamWrite(cmd redis.Cmder) (string, []string) {
+	args := cmd.Args()
+	if len(args) < 2 {
+		return "", nil
+	}
+	switch fmt.Sprint(args[0]) {
+	case "xadd":
+		return fmt.Sprint(args[1]), []string{fmt.Sprint(args[len(args)-1])}
+	case "evalsha", "eval":
+		s := fmt.Sprint(args[1])
+		if len(args) < 6 || (s != publishAckSHA && s != publishAckSrc) {
+			return "", nil
+		}
+		n, err := strconv.Atoi(fmt.Sprint(args[5]))
+		if err != nil || len(args) < 6+n {
+			return "", nil
+		}
+		var payloads []string
+		for _, a := range args[6 : 6+n] {
+			payloads = append(payloads, fmt.Sprint(a))
+		}
+		return fmt.Sprint(args[3]), payloads
+	}
+	return "", nil
 }

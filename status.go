@@ -15,10 +15,14 @@ type StreamStatus struct {
 	Stream string // stream name, e.g. "products" or a shard "products-3"
 	Length int64  // entries in the main stream
 
-	// Delayed counts the entries of the delay stream; OldestDelayed is the
-	// age of the oldest one, 0 when there is none.
-	Delayed       int64
-	OldestDelayed time.Duration
+	// Unconfirmed counts the entries of the delay stream: changes whose
+	// main-stream message is not confirmed, that is transactions in flight
+	// and main-stream writes that failed, which the Delayer delivers once
+	// they are delay old (with ProducerOptions.KeepDelayMessages, every
+	// change of the last delay). OldestUnconfirmed is the age of the
+	// oldest, 0 when there is none. On a healthy, idle system both are 0.
+	Unconfirmed       int64
+	OldestUnconfirmed time.Duration
 
 	Consumers []ConsumerStatus // in the order asked for
 	Delayer   LockStatus       // the delayer's lease
@@ -143,8 +147,8 @@ func readStatus(ctx context.Context, rdb redis.Cmdable, keys Keys, stream string
 		return max(t.Sub(id.Time()), 0), nil
 	}
 
-	st := StreamStatus{Stream: stream, Length: length.Val(), Delayed: delayed.Val()}
-	if st.OldestDelayed, err = age(oldest.Val()); err != nil {
+	st := StreamStatus{Stream: stream, Length: length.Val(), Unconfirmed: delayed.Val()}
+	if st.OldestUnconfirmed, err = age(oldest.Val()); err != nil {
 		return st, err
 	}
 	if st.Delayer, err = delayer.status(); err != nil {

@@ -64,7 +64,7 @@ func TestReadStatus(t *testing.T) {
 	// Ages are measured against TIME read after ours: up to a few seconds
 	// more on a slow machine.
 	near := func(got, want time.Duration) bool { return got >= want && got < want+5*time.Second }
-	if st.Stream != "products" || st.Length != 3 || st.Delayed != 2 || !near(st.OldestDelayed, 20*time.Second) {
+	if st.Stream != "products" || st.Length != 3 || st.Unconfirmed != 2 || !near(st.OldestUnconfirmed, 20*time.Second) {
 		t.Errorf("stream: %+v", st)
 	}
 	if len(st.Consumers) != 3 {
@@ -142,13 +142,13 @@ func ExampleReadStatus() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println("length:", st.Length, "delayed:", st.Delayed)
+	fmt.Println("length:", st.Length, "unconfirmed:", st.Unconfirmed)
 	for _, c := range st.Consumers {
 		fmt.Println(c.Name, "has offset:", c.HasOffset, "lease held by:", c.Lease.Holder, "dead letters:", c.DeadLetters)
 	}
 	fmt.Println("delayer lease held:", st.Delayer.Held)
 	// Output:
-	// length: 3 delayed: 1
+	// length: 3 unconfirmed: 1
 	// indexer has offset: false lease held by: web-1:42 dead letters: 0
 	// delayer lease held: false
 }

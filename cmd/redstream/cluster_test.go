@@ -175,7 +175,7 @@ func TestClusterWorker(t *testing.T) {
 	eventually(t, "dead letters, no delay backlog and a trimmed stream in status", func() bool {
 		st = f.status(t)
 		return len(st) == 1 && len(st[0].Consumers) == 1 && st[0].Consumers[0].DeadLetters >= 2 &&
-			st[0].Delay.Length == 0 && st[0].Length == 0
+			st[0].Unconfirmed.Length == 0 && st[0].Length == 0
 	})
 	if s := st[0]; s.Stream != clusterStream || s.Consumers[0].Offset == "" || !s.Consumers[0].Lease.Held || !s.Delayer.Held {
 		t.Errorf("status of a running worker: %+v", s)

@@ -41,7 +41,7 @@ var (
 	descDeadLettered = desc("consumer_dead_lettered_total", "Messages the consumer wrote to its dead-letter stream.", "stream", "consumer")
 	descDLQSize      = desc("dead_letter_messages", "Entries in the consumer's dead-letter stream.", "stream", "consumer")
 	descStreamLen    = desc("stream_messages", "Entries in the stream (XLEN).", "stream")
-	descDelayLen     = desc("delay_stream_messages", "Entries in the stream's delay stream (XLEN).", "stream")
+	descDelayLen     = desc("unconfirmed_messages", "Changes whose main-stream message is not confirmed: entries of the stream's delay stream (XLEN), that is transactions in flight and failed main-stream writes. 0 on a healthy idle system.", "stream")
 	descLease        = desc("lease_held", "1 while this process holds the worker's lease.", "stream", "worker")
 	descMoved        = desc("delayer_moved_total", "Messages the delayer moved from the delay stream to the stream.", "stream")
 	descDelayErrors  = desc("delayer_errors_total", "Failed Redis calls of the delayer.", "stream")

@@ -17,17 +17,19 @@ import (
 // streamStatus is the state of one Redis stream (a configured stream, or one
 // shard of it), as `redstream status` reports it.
 type streamStatus struct {
-	Name      string           `json:"name"`   // configured stream name
-	Stream    string           `json:"stream"` // Redis stream name (a shard's name when sharded)
-	Index     string           `json:"index"`
-	Length    int64            `json:"length"`
-	Delay     delayStatus      `json:"delay"`
-	Consumers []consumerStatus `json:"consumers"`
-	Delayer   leaseStatus      `json:"delayer_lease"`
-	Trimmer   leaseStatus      `json:"trimmer_lease"`
+	Name        string            `json:"name"`   // configured stream name
+	Stream      string            `json:"stream"` // Redis stream name (a shard's name when sharded)
+	Index       string            `json:"index"`
+	Length      int64             `json:"length"`
+	Unconfirmed unconfirmedStatus `json:"unconfirmed"`
+	Consumers   []consumerStatus  `json:"consumers"`
+	Delayer     leaseStatus       `json:"delayer_lease"`
+	Trimmer     leaseStatus       `json:"trimmer_lease"`
 }
 
-type delayStatus struct {
+// unconfirmedStatus is the delay stream: changes whose main-stream message
+// is not confirmed (transactions in flight, failed main-stream writes).
+type unconfirmedStatus struct {
 	Length           int64   `json:"length"`
 	OldestAgeSeconds float64 `json:"oldest_age_seconds"` // 0 when empty
 }
@@ -137,9 +139,9 @@ func collectStatus(ctx context.Context, rdb redis.UniversalClient, keys redstrea
 		}
 		s := streamStatus{
 			Name: t.cfg.Name, Stream: rs.Stream, Index: t.cfg.Index, Length: rs.Length,
-			Delay:   delayStatus{Length: rs.Delayed, OldestAgeSeconds: rs.OldestDelayed.Seconds()},
-			Delayer: newLeaseStatus(rs.Delayer),
-			Trimmer: newLeaseStatus(rs.Trimmer),
+			Unconfirmed: unconfirmedStatus{Length: rs.Unconfirmed, OldestAgeSeconds: rs.OldestUnconfirmed.Seconds()},
+			Delayer:     newLeaseStatus(rs.Delayer),
+			Trimmer:     newLeaseStatus(rs.Trimmer),
 		}
 		for _, c := range rs.Consumers {
 			cs := consumerStatus{Name: c.Name, LagSeconds: c.Lag.Seconds(), Lease: newLeaseStatus(c.Lease), DeadLetters: c.DeadLetters}
@@ -159,15 +161,15 @@ func newLeaseStatus(l redstream.LockStatus) leaseStatus {
 
 func printStatus(w io.Writer, st []streamStatus) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STREAM\tINDEX\tLENGTH\tDELAYED\tOLDEST DELAYED\tCONSUMER\tOFFSET\tLAG\tLEASE\tDEAD LETTERS")
+	fmt.Fprintln(tw, "STREAM\tINDEX\tLENGTH\tUNCONFIRMED\tOLDEST UNCONFIRMED\tCONSUMER\tOFFSET\tLAG\tLEASE\tDEAD LETTERS")
 	for _, s := range st {
 		first := true
 		for _, c := range s.Consumers {
 			stream, index, length, delayed, oldest := "", "", "", "", ""
 			if first {
 				stream, index = s.Stream, s.Index
-				length, delayed = strconv.FormatInt(s.Length, 10), strconv.FormatInt(s.Delay.Length, 10)
-				oldest = seconds(s.Delay.OldestAgeSeconds)
+				length, delayed = strconv.FormatInt(s.Length, 10), strconv.FormatInt(s.Unconfirmed.Length, 10)
+				oldest = seconds(s.Unconfirmed.OldestAgeSeconds)
 				first = false
 			}
 			off := c.Offset

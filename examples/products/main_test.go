@@ -42,8 +42,10 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every create writes a main-stream and a delay message.
-	if queued < int64(rows) || delayed < int64(rows) {
+	// Every create writes a main-stream message, which replaces its delay
+	// message. At most one is left: that of a write the run's deadline cut
+	// short after its delay message, and rolled back.
+	if queued < int64(rows) || delayed > 1 {
 		t.Errorf("%d rows, but %d main-stream and %d delay messages", rows, queued, delayed)
 	}
 	t.Logf("%s%d rows (%d soft-deleted), %d messages", stdout.String(), rows, deleted, queued)

@@ -20,6 +20,7 @@ type Proxy struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	stalled bool
+	cut     bool // drop connections instead of forwarding replies
 	closed  bool
 	conns   map[net.Conn]struct{}
 	wg      sync.WaitGroup
@@ -51,6 +52,15 @@ func (p *Proxy) Stall() {
 	p.mu.Unlock()
 }
 
+// CutReplies, while on, closes a connection instead of forwarding the
+// server's reply on it: the request reached the server, the client never
+// hears back, as when a connection dies between the two.
+func (p *Proxy) CutReplies(on bool) {
+	p.mu.Lock()
+	p.cut = on
+	p.mu.Unlock()
+}
+
 // Resume forwards again, starting with what waited while stalled.
 func (p *Proxy) Resume() {
 	p.mu.Lock()
@@ -75,8 +85,8 @@ func (p *Proxy) accept() {
 			return
 		}
 		p.wg.Add(2)
-		go p.pipe(s, c)
-		go p.pipe(c, s)
+		go p.pipe(s, c, false)
+		go p.pipe(c, s, true)
 	}
 }
 
@@ -97,9 +107,10 @@ func (p *Proxy) track(conns ...net.Conn) bool {
 	return true
 }
 
-// pipe copies src to dst, holding each chunk while the proxy is stalled.
-// When either side fails, it closes both.
-func (p *Proxy) pipe(dst, src net.Conn) {
+// pipe copies src to dst, holding each chunk while the proxy is stalled;
+// reply marks the server-to-client direction. When either side fails, or
+// a reply is cut, it closes both.
+func (p *Proxy) pipe(dst, src net.Conn, reply bool) {
 	defer p.wg.Done()
 	defer func() { _ = dst.Close(); _ = src.Close() }()
 	buf := make([]byte, 32<<10)
@@ -110,7 +121,7 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 			for p.stalled && !p.closed {
 				p.cond.Wait()
 			}
-			closed := p.closed
+			closed := p.closed || (reply && p.cut)
 			p.mu.Unlock()
 			if closed {
 				return

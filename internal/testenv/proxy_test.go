@@ -51,3 +51,25 @@ func TestProxyStall(t *testing.T) {
 		t.Fatalf("value = %q after Resume, want 2", got)
 	}
 }
+
+// TestProxyCutReplies: with replies cut, a write reaches the server but
+// the client gets an error instead of the reply.
+func TestProxyCutReplies(t *testing.T) {
+	t.Parallel()
+	direct, _ := testenv.Redis(t)
+	p := testenv.NewProxy(t, direct.Options().Addr)
+	rdb, ns := testenv.RedisOptions(t, func(o *redis.Options) { o.Addr = p.Addr(); o.MaxRetries = -1 })
+	ctx := context.Background()
+	key := ns + "k"
+	p.CutReplies(true)
+	if err := rdb.Set(ctx, key, "1", time.Minute).Err(); err == nil {
+		t.Fatal("SET answered although its reply was cut")
+	}
+	p.CutReplies(false)
+	if got := direct.Get(ctx, key).Val(); got != "1" {
+		t.Fatalf("value = %q, want the write applied", got)
+	}
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING after CutReplies(false): %v", err)
+	}
+}
