@@ -1,6 +1,7 @@
 package redstream_test
 
 import (
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -13,6 +14,10 @@ import (
 // goroutine that it never stops, by its own design (gorm internal/lru); it
 // is GORM's, not ours, and is the one exception.
 func TestMain(m *testing.M) {
+	if os.Getenv(killChildEnv) != "" {
+		killChild() // a process TestKilledBeforePublish starts and kills
+		return
+	}
 	goleak.VerifyTestMain(m,
 		goleak.IgnoreTopFunction("gorm.io/gorm/internal/lru.NewLRU[...].func1"),
 	)
