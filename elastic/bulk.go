@@ -143,13 +143,13 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// chunks splits ops into groups whose encoded size stays within max bytes
-// (a single larger op is sent alone).
-func chunks(ops []*op, max int) [][]*op {
+// chunks splits ops into groups whose encoded size stays within limit
+// bytes (a single larger op is sent alone).
+func chunks(ops []*op, limit int) [][]*op {
 	var out [][]*op
 	start, size := 0, 0
 	for i, o := range ops {
-		if i > start && size+len(o.line) > max {
+		if i > start && size+len(o.line) > limit {
 			out = append(out, ops[start:i])
 			start, size = i, 0
 		}
