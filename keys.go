@@ -72,6 +72,14 @@ func (k Keys) Backfill(stream, index string) string {
 	return k.prefix() + ":backfill:" + stream + ":" + index
 }
 
+// Group returns the sorted set of the live members of the worker group
+// name: each member with the expiry of its heartbeat (Unix milliseconds).
+func (k Keys) Group(name string) string { return k.prefix() + ":group:" + name }
+
+// Want returns the key by which a group member asks the holder of the lock
+// named lockname to hand it over.
+func (k Keys) Want(lockname string) string { return k.Lock(lockname) + ".want" }
+
 // DelayStream returns the name of the delay stream of the stream name.
 func DelayStream(name string) string { return name + ".delay" }
 

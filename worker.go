@@ -154,7 +154,11 @@ func (w *worker) hold(ctx context.Context, work func(s *session, offset ID) erro
 		if err != nil {
 			return err
 		}
-		if errors.Is(context.Cause(l.Context()), ErrLockLost) && ctx.Err() == nil {
+		if errors.Is(context.Cause(l.Context()), ErrLockLost) {
+			if ctx.Err() != nil {
+				w.log.WarnContext(ctx, "redstream: "+w.kind+" lost its lease")
+				break
+			}
 			w.log.WarnContext(ctx, "redstream: "+w.kind+" lost its lease; waiting to obtain it again")
 		}
 	}

@@ -30,6 +30,7 @@ const (
 	defaultConsumer        = "indexer"
 	defaultDelay           = 5 * time.Minute
 	defaultListen          = ":9187"
+	defaultGroup           = "workers"
 	defaultStallTimeout    = 2 * time.Minute
 	defaultShutdownTimeout = 30 * time.Second
 	defaultESMaxRetries    = 5
@@ -112,7 +113,16 @@ type WorkerConfig struct {
 	StallTimeout    duration `yaml:"stall_timeout"`
 	ShutdownTimeout duration `yaml:"shutdown_timeout"`
 	LockTTL         duration `yaml:"lock_ttl"`
+	// Balance spreads the streams' units over the worker processes of
+	// Group (redstream.Group); false runs every unit in every process, one
+	// active and the others on standby.
+	Balance      *bool    `yaml:"balance"`
+	Group        string   `yaml:"group"`
+	HeartbeatTTL duration `yaml:"heartbeat_ttl"`
 }
+
+// balance reports whether the worker spreads its units over its group.
+func (w *WorkerConfig) balance() bool { return w.Balance == nil || *w.Balance }
 
 // LogConfig configures the log lines on stderr.
 type LogConfig struct {
@@ -562,6 +572,11 @@ func (c *Config) validate() []string {
 	p.duration("worker.lock_ttl", &w.LockTTL, redstream.DefaultLockTTL)
 	if w.LockTTL.set && w.LockTTL.Duration < 10*time.Millisecond {
 		p.add("worker.lock_ttl", "must be at least 10ms")
+	}
+	w.Group = cmp.Or(w.Group, defaultGroup)
+	p.duration("worker.heartbeat_ttl", &w.HeartbeatTTL, redstream.DefaultHeartbeatTTL)
+	if w.HeartbeatTTL.set && w.HeartbeatTTL.Duration < 100*time.Millisecond {
+		p.add("worker.heartbeat_ttl", "must be at least 100ms")
 	}
 
 	c.Log.Level = cmp.Or(c.Log.Level, defaultLogLevel)

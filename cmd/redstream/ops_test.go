@@ -32,11 +32,16 @@ func within(t *testing.T, d time.Duration, what string, cond func() bool) {
 // config file.
 func (f *fixture) setWorkerOption(t *testing.T, key, from, to string) {
 	t.Helper()
+	f.editConfig(t, "  "+key+": "+from+"\n", "  "+key+": "+to+"\n")
+}
+
+// editConfig replaces the first old in the fixture's config file by repl.
+func (f *fixture) editConfig(t *testing.T, old, repl string) {
+	t.Helper()
 	b, err := os.ReadFile(f.config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	old, repl := "  "+key+": "+from+"\n", "  "+key+": "+to+"\n"
 	if !strings.Contains(string(b), old) {
 		t.Fatalf("config has no %q", old)
 	}

@@ -22,6 +22,7 @@ import (
 // workerSet is everything one worker process runs.
 type workerSet struct {
 	streams []*streamWorkers
+	group   *redstream.Group // nil when worker.balance is false
 }
 
 // streamWorkers are the workers of one configured stream: per shard stream
@@ -105,14 +106,41 @@ func worker(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	})
 	g.Go(func() error { health.run(gctx); return nil })
 	n := 0
+	var units []redstream.Unit
 	for _, sw := range ws.streams {
-		for i := range sw.shards {
+		for i, shard := range sw.shards {
 			c, d, t := sw.consumers[i], sw.delayers[i], sw.trimmers[i]
-			g.Go(func() error { return c.Run(gctx) })
-			g.Go(func() error { return d.Run(gctx) })
+			// A trimmer takes its lock only while it trims: every process
+			// runs every trimmer.
 			g.Go(func() error { return t.Run(gctx) })
 			n++
+			if !cfg.Worker.balance() {
+				g.Go(func() error { return c.Run(gctx) })
+				g.Go(func() error { return d.Run(gctx) })
+				continue
+			}
+			// A unit: the shard's consumer and delayer, run together.
+			units = append(units, redstream.Unit{
+				Name: shard,
+				Lock: redstream.ConsumerLockName(shard, sw.cfg.Consumer),
+				Run: func(ctx context.Context) error {
+					ug, uctx := errgroup.WithContext(ctx)
+					ug.Go(func() error { return c.Run(uctx) })
+					ug.Go(func() error { return d.Run(uctx) })
+					return ug.Wait()
+				},
+			})
 		}
+	}
+	if len(units) > 0 {
+		grp, err := redstream.NewGroup(svc.rdb, cfg.Worker.Group, units, &redstream.GroupOptions{
+			Namespace: cfg.Redis.Namespace, HeartbeatTTL: cfg.Worker.HeartbeatTTL.Duration, Logger: logger,
+		})
+		if err != nil {
+			return err
+		}
+		ws.group = grp
+		g.Go(func() error { return grp.Run(gctx) })
 	}
 	ready.Store(true)
 	logger.InfoContext(ctx, "redstream: worker started", "streams", n, "listen", ln.Addr().String(), "version", buildVersion())

@@ -78,6 +78,13 @@ streams:
 	return f
 }
 
+// addWorkerOption adds a line to the config's worker section, e.g.
+// "balance: false".
+func (f *fixture) addWorkerOption(t *testing.T, line string) {
+	t.Helper()
+	f.editConfig(t, "  lock_ttl: 2s\n", "  lock_ttl: 2s\n  "+line+"\n")
+}
+
 // pluginDB opens dsn with GORM, migrates model and installs the plugin
 // with a producer on rdb in namespace ns.
 func pluginDB(t *testing.T, dsn string, rdb redis.UniversalClient, ns string, model any) *gorm.DB {

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redstream-go/redstream"
+)
+
+// shardedProduct is a product written to its shard of "products".
+type shardedProduct product
+
+func (shardedProduct) TableName() string { return "products" }
+
+// RedstreamName implements redstream.Namer.
+func (p shardedProduct) RedstreamName() string { return redstream.ShardName("products", p.ID, groupShards) }
+
+// groupFixture runs worker processes of one group on a stream of 12
+// shards: 12 units.
+type groupFixture struct {
+	*fixture
+	shards []string
+	host   string
+}
+
+const (
+	groupShards       = 12
+	groupLockTTL      = 2 * time.Second // worker.lock_ttl in newFixture
+	groupHeartbeatTTL = 2 * time.Second
+)
+
+func newGroupFixture(t *testing.T) *groupFixture {
+	f := newFixture(t, fmt.Sprintf("    shards: %d\n    delay: 2s\n", groupShards))
+	f.addWorkerOption(t, "heartbeat_ttl: 2s")
+	host, _ := os.Hostname()
+	return &groupFixture{fixture: f, shards: redstream.ShardNames("products", groupShards), host: host}
+}
+
+func (g *groupFixture) holderOf(p *process) string {
+	return fmt.Sprintf("%s:%d", g.host, p.cmd.Process.Pid)
+}
+
+// leases returns how many consumer and delayer leases of the shards each
+// holder has.
+func (g *groupFixture) leases(t *testing.T) (consumers, delayers map[string]int) {
+	t.Helper()
+	consumers, delayers = map[string]int{}, map[string]int{}
+	for _, s := range g.shards {
+		if h := g.lockHolder(t, redstream.ConsumerLockName(s, "indexer")); h != "" {
+			consumers[h]++
+		}
+		if h := g.lockHolder(t, redstream.ConsumerLockName(redstream.DelayStream(s), redstream.DelayerName)); h != "" {
+			delayers[h]++
+		}
+	}
+	return consumers, delayers
+}
+
+// spread reports whether the processes hold want consumer and delayer
+// leases each, and nobody else holds any.
+func (g *groupFixture) spread(t *testing.T, want int, ps ...*process) bool {
+	c, d := g.leases(t)
+	exp := map[string]int{}
+	for _, p := range ps {
+		exp[g.holderOf(p)] = want
+	}
+	return maps.Equal(c, exp) && maps.Equal(d, exp)
+}
+
+// TestGroupKill runs three worker processes on 12 units under a write
+// load: they spread the units 4/4/4; a process killed with SIGKILL leaves
+// its units to the other two within lease TTL + heartbeat TTL + 2 s;
+// started again, it gets its share back; a process stopped with SIGTERM
+// hands its units over at once; with a stable membership no lease moves;
+// and at the end every row is indexed.
+func TestGroupKill(t *testing.T) {
+	t.Parallel()
+	g := newGroupFixture(t)
+	start := func(listen string) *process {
+		p := startBin(t, g.vars, "worker", "--config", g.config, "--listen", listen)
+		waitReady(t, listen)
+		return p
+	}
+	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	ps := []*process{start(addrs[0]), start(addrs[1]), start(addrs[2])}
+	within(t, 15*time.Second, "4 units each", func() bool { return g.spread(t, 4, ps...) })
+
+	// A steady write load for the rest of the test.
+	ctx, cancel := context.WithCancel(context.Background())
+	var written []*shardedProduct
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for id := uint64(1); ctx.Err() == nil; id++ {
+			p := &shardedProduct{ID: id, Title: fmt.Sprint("p", id)}
+			if err := g.db.Create(p).Error; err != nil {
+				t.Errorf("create: %v", err)
+				return
+			}
+			mu.Lock()
+			written = append(written, p)
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	defer func() { cancel(); wg.Wait() }()
+
+	// A stable membership: no lease moves for 5 s.
+	c0, d0 := g.leases(t)
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if c, d := g.leases(t); !maps.Equal(c, c0) || !maps.Equal(d, d0) {
+			t.Fatalf("leases moved with a stable membership: %v %v, then %v %v", c0, d0, c, d)
+		}
+	}
+
+	// kill -9: the other two take 6 each.
+	killed := time.Now()
+	if err := ps[2].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-ps[2].done
+	within(t, groupLockTTL+groupHeartbeatTTL+2*time.Second, "6 units each after a kill", func() bool {
+		return g.spread(t, 6, ps[0], ps[1])
+	})
+	t.Logf("units moved %v after a SIGKILL", time.Since(killed).Round(time.Millisecond))
+
+	// Started again: 4 each.
+	ps[2] = start(addrs[2])
+	within(t, 15*time.Second, "4 units each after a restart", func() bool { return g.spread(t, 4, ps...) })
+
+	// SIGTERM: its units move at once, without waiting for a TTL.
+	stopped := time.Now()
+	if code := ps[1].stop(t); code != 0 {
+		t.Fatalf("exit code after SIGTERM: %d", code)
+	}
+	within(t, 2*time.Second, "6 units each after a SIGTERM", func() bool { return g.spread(t, 6, ps[0], ps[2]) })
+	t.Logf("units moved %v after a SIGTERM", time.Since(stopped).Round(time.Millisecond))
+
+	cancel()
+	wg.Wait()
+	mu.Lock()
+	all := written
+	mu.Unlock()
+	if len(all) == 0 {
+		t.Fatal("nothing written")
+	}
+	eventually(t, "every row written during the moves indexed", func() bool { return indexedRows(g.es, all...) })
+	t.Logf("%d rows written and indexed while the units moved", len(all))
+}
