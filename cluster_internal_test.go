@@ -53,7 +53,8 @@ func TestCheckCluster(t *testing.T) {
 	}{
 		{"", "{products}", []string{"indexer", "cache"}, true},
 		{"shop", "{products}", []string{"indexer"}, true},
-		{"shop", "{products}-3", nil, true},               // a shard of a braced name
+		{"shop", "{products-3}", nil, true},               // a shard of a braced name
+		{"shop", "{products}-3", nil, true},               // a shard named the Ruby gem's way
 		{"{shop}", "products", []string{"indexer"}, true}, // every key tagged by the namespace
 		{"shop", "products", []string{"indexer"}, false},
 		{"shop", "products", nil, false},

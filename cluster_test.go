@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -508,4 +509,64 @@ func ExampleKeys_CheckCluster() {
 	// Output:
 	// <nil>
 	// redstream: stream "products" cannot be used on Redis Cluster: its keys "shop:redstream:stream:products" (hash slot 10529) and "shop:redstream:stream:products.delay" (hash slot 12902) must share a slot for the scripts that commit offsets and move delay messages; wrap the stream name in braces, e.g. {products}
+}
+
+// TestClusterShardsSpread: the shards of a braced stream name have hash
+// slots of their own, so they land on more than one master, and a group
+// of consumers serves them all through the producer's acknowledged writes.
+func TestClusterShardsSpread(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb, ns := testenv.RedisCluster(t)
+	rec := testenv.RecordCrossSlot(t, rdb)
+	t.Cleanup(func() { rec.Check(t) })
+	keys := redstream.NewKeys(ns)
+	const shards = 6
+	names := redstream.ShardNames("{orders}", shards)
+	masters := map[string]bool{}
+	for _, s := range names {
+		must(t, keys.CheckCluster(s, "indexer"))
+		node, err := rdb.MasterForKey(ctx, keys.Stream(s))
+		must(t, err)
+		masters[node.Options().Addr] = true
+	}
+	if len(masters) < 2 {
+		t.Fatalf("the %d shards of {orders} all live on %v", shards, masters)
+	}
+
+	p := mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
+	var refs []redstream.Ref
+	for id := 1; id <= 30; id++ {
+		refs = append(refs, redstream.Ref{Stream: redstream.ShardName("{orders}", id, shards), ID: id})
+	}
+	must(t, p.Bulk(ctx, refs, func(context.Context) error { return nil }))
+
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var units []redstream.Unit
+	for _, s := range names {
+		c := newConsumer(t, rdb, s, "indexer", redstream.HandlerFunc(func(_ context.Context, b *redstream.Batch) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, m := range b.Messages {
+				seen[string(m.Payload)] = true
+			}
+			return nil
+		}), fastOptions(ns))
+		units = append(units, redstream.Unit{Name: s, Lock: redstream.ConsumerLockName(s, "indexer"), Run: c.Run})
+	}
+	g, err := redstream.NewGroup(rdb, "workers", units, &redstream.GroupOptions{Namespace: ns, Interval: 100 * time.Millisecond})
+	must(t, err)
+	start(t, g.Run)
+	eventually(t, 30*time.Second, "every sharded message consumed", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == 30
+	})
+	for _, s := range names {
+		if n := rdb.XLen(ctx, keys.Delay(s)).Val(); n != 0 {
+			t.Errorf("%s: %d delay messages left, want each deleted with its main-stream message", s, n)
+		}
+	}
+	t.Logf("%d shards on %d masters", shards, len(masters))
 }

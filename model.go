@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 
 	"gorm.io/gorm/schema"
@@ -58,6 +59,12 @@ type idPayload struct {
 // one record then lands in the same shard, in order. A Ruby producer computes
 // the same shard with "#{name}-#{Zlib.crc32(id.to_s) % shards}".
 // shards below 2 returns name unchanged.
+//
+// A name with a Redis Cluster hash tag gets its shard number inside the
+// tag: shard 3 of "{products}" is "{products-3}", so the shards of one
+// stream have hash slots of their own and spread over the masters. (Its
+// keys must not be tagged by the namespace too, or every key shares the
+// namespace's slot.)
 func ShardName(name string, id any, shards int) string {
 	if shards < 2 {
 		return name
@@ -90,7 +97,20 @@ func ShardNames(name string, shards int) []string {
 	return names
 }
 
-func shardName(name string, n uint64) string { return name + "-" + strconv.FormatUint(n, 10) }
+// shardName names shard n of name: "<name>-<n>", or, for a name with a
+// Redis Cluster hash tag, the tag's own shard, "{products}" → "{products-3}",
+// so that the shards of one stream land in different hash slots and spread
+// over the cluster's masters (every key of one shard still shares a slot).
+func shardName(name string, n uint64) string {
+	suffix := "-" + strconv.FormatUint(n, 10)
+	if i := strings.IndexByte(name, '{'); i >= 0 {
+		if j := strings.IndexByte(name[i+1:], '}'); j > 0 {
+			end := i + 1 + j
+			return name[:end] + suffix + name[end:]
+		}
+	}
+	return name + suffix
+}
 
 // entry is one message to write: its stream name (not key) and payload,
 // and, once its delay message is written, that message's id.

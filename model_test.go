@@ -76,6 +76,13 @@ func TestShardNames(t *testing.T) {
 	if got := redstream.ShardNames("p", 1); !slices.Equal(got, []string{"p"}) {
 		t.Errorf("ShardNames(p, 1) = %v", got)
 	}
+	braced := redstream.ShardNames("{p}", 3)
+	if want := []string{"{p-0}", "{p-1}", "{p-2}"}; !slices.Equal(braced, want) {
+		t.Fatalf("ShardNames({p}, 3) = %v, want %v", braced, want)
+	}
+	if got := redstream.ShardName("{p}", 1, 4); got != "{p-3}" {
+		t.Errorf("ShardName({p}, 1, 4) = %q, want {p-3}", got)
+	}
 	names := redstream.ShardNames("p", 4)
 	if want := []string{"p-0", "p-1", "p-2", "p-3"}; !slices.Equal(names, want) {
 		t.Fatalf("ShardNames(p, 4) = %v, want %v", names, want)

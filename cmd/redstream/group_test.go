@@ -19,7 +19,9 @@ type shardedProduct product
 func (shardedProduct) TableName() string { return "products" }
 
 // RedstreamName implements redstream.Namer.
-func (p shardedProduct) RedstreamName() string { return redstream.ShardName("products", p.ID, groupShards) }
+func (p shardedProduct) RedstreamName() string {
+	return redstream.ShardName("products", p.ID, groupShards)
+}
 
 // groupFixture runs worker processes of one group on a stream of 12
 // shards: 12 units.
