@@ -136,6 +136,9 @@ func TestGroupSpreadsAndHandsOver(t *testing.T) {
 	eventually(t, 10*time.Second, "every lease held by its owner", func() bool {
 		return heldAsAssigned(t, rdb, ns, streams, []string{"a", "b", "c"})
 	})
+	if got, err := redstream.ReadMembers(context.Background(), rdb, redstream.NewKeys(ns), "workers"); err != nil || !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Errorf("ReadMembers = %v, %v; want a, b, c", got, err)
+	}
 	for _, m := range []*groupMember{a, b, c} {
 		if n := len(m.group.Stats().Owned); n != 2 {
 			t.Errorf("%s owns %d units, want 2", m.name, n)

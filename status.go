@@ -197,3 +197,14 @@ func readStatus(ctx context.Context, rdb redis.Cmdable, keys Keys, stream string
 	}
 	return st, nil
 }
+
+// ReadMembers returns the live members of the worker group name (see
+// Group), sorted; a member counts as live until its heartbeat expires, by
+// the Redis server's clock.
+func ReadMembers(ctx context.Context, rdb redis.Cmdable, keys Keys, group string) ([]string, error) {
+	members, err := luaHeartbeat.Run(ctx, rdb, []string{keys.Group(group)}, "", DefaultHeartbeatTTL.Milliseconds()).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("redstream: read group %s: %w", group, err)
+	}
+	return members, nil
+}

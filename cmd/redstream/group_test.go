@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -92,6 +93,22 @@ func TestGroupKill(t *testing.T) {
 	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
 	ps := []*process{start(addrs[0]), start(addrs[1]), start(addrs[2])}
 	within(t, 15*time.Second, "4 units each", func() bool { return g.spread(t, 4, ps...) })
+	r := runBin(t, g.vars, "status", "--config", g.config, "--json")
+	var st struct {
+		Group groupStatus `json:"group"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || r.code != 0 {
+		t.Fatalf("status --json: exit %d, %v\n%s", r.code, err, r.stdout)
+	}
+	if len(st.Group.Members) != 3 || !st.Group.Balance {
+		t.Errorf("status: group %+v, want 3 members", st.Group)
+	}
+	if n := metric(t, addrs[0], `redstream_group_members{group="workers"}`); n != 3 {
+		t.Errorf("redstream_group_members = %v, want 3", n)
+	}
+	if n := metric(t, addrs[0], `redstream_group_units_owned{group="workers"}`); n != 4 {
+		t.Errorf("redstream_group_units_owned = %v, want 4", n)
+	}
 
 	// A steady write load for the rest of the test.
 	ctx, cancel := context.WithCancel(context.Background())

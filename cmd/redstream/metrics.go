@@ -28,6 +28,7 @@ type metrics struct {
 	batchDur *prometheus.HistogramVec
 	rdb      redis.UniversalClient
 	keys     redstream.Keys
+	group    string // worker.group, the label of the group metrics
 
 	mu sync.Mutex
 	ws *workerSet
@@ -51,13 +52,19 @@ var (
 	descItems        = desc("bulk_items_total", "Bulk items by outcome.", "index", "outcome")
 	descRequests     = desc("bulk_requests_total", "Bulk requests sent.", "index")
 	descBytes        = desc("bulk_request_bytes_total", "Bulk request bytes sent.", "index")
+	descMembers      = desc("group_members", "Live members of the worker group, as this process last read them.", "group")
+	descUnitsOwned   = desc("group_units_owned", "Units the group's assignment gives this process.", "group")
+	descUnitsRunning = desc("group_units_running", "Units this process runs: its own and those it adopted.", "group")
+	descMovesIn      = desc("lease_moves_total", "Units this process began to hold after another process held them; summed over the processes, the lease moves.", "group")
+	descHandovers    = desc("group_handovers_total", "Units this process handed over to their owner.", "group")
+	descAdoptions    = desc("group_adoptions_total", "Units this process served though their owner did not.", "group")
 )
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc("redstream_"+name, help, labels, nil)
 }
 
-func newMetrics(rdb redis.UniversalClient, keys redstream.Keys) *metrics {
+func newMetrics(rdb redis.UniversalClient, keys redstream.Keys, group string) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		batchDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -65,8 +72,9 @@ func newMetrics(rdb redis.UniversalClient, keys redstream.Keys) *metrics {
 			Help:    "Time the handler took for one batch, by result (ok or error).",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 		}, []string{"stream", "consumer", "result"}),
-		rdb:  rdb,
-		keys: keys,
+		rdb:   rdb,
+		keys:  keys,
+		group: group,
 	}
 	m.reg.MustRegister(m.batchDur, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -131,6 +139,15 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		return nil
 	})
+	if grp := ws.group; grp != nil {
+		st, name := grp.Stats(), m.group
+		gauge(descMembers, float64(len(st.Members)), name)
+		gauge(descUnitsOwned, float64(len(st.Owned)), name)
+		gauge(descUnitsRunning, float64(len(st.Running)), name)
+		counter(descMovesIn, float64(st.MovesIn), name)
+		counter(descHandovers, float64(st.Handovers), name)
+		counter(descAdoptions, float64(st.Adoptions), name)
+	}
 	for _, sw := range ws.streams {
 		consumer := sw.cfg.Consumer
 		for i, name := range sw.shards {

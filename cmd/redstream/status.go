@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -87,14 +88,21 @@ func runStatus(ctx context.Context, e *env, args []string) int {
 		return e.fail(err)
 	}
 	defer svc.close()
-	st, err := collectStatus(ctx, svc.rdb, redstream.NewKeys(cfg.Redis.Namespace), targets)
+	keys := redstream.NewKeys(cfg.Redis.Namespace)
+	st, err := collectStatus(ctx, svc.rdb, keys, targets)
 	if err != nil {
 		return e.fail(err)
+	}
+	grp := groupStatus{Name: cfg.Worker.Group, Balance: cfg.Worker.balance(), Members: []string{}}
+	if grp.Balance {
+		if grp.Members, err = redstream.ReadMembers(ctx, svc.rdb, keys, grp.Name); err != nil {
+			return e.fail(err)
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"streams": st}); err != nil {
+		if err := enc.Encode(map[string]any{"streams": st, "group": grp}); err != nil {
 			return e.fail(err)
 		}
 		return exitOK
@@ -102,7 +110,19 @@ func runStatus(ctx context.Context, e *env, args []string) int {
 	if err := printStatus(e.stdout, st); err != nil {
 		return e.fail(err)
 	}
+	if grp.Balance {
+		fmt.Fprintf(e.stdout, "\ngroup %s: %d members %s\n", grp.Name, len(grp.Members), strings.Join(grp.Members, ", "))
+	}
 	return exitOK
+}
+
+// groupStatus is the worker group of the configuration: its live members,
+// when the workers balance (worker.balance). Each lease's holder in the
+// streams' status names the member serving that unit.
+type groupStatus struct {
+	Name    string   `json:"name"`
+	Balance bool     `json:"balance"`
+	Members []string `json:"members"`
 }
 
 // target is one Redis stream of a configured stream.

@@ -76,10 +76,17 @@ func worker(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	}
 	defer svc.close()
 
-	m := newMetrics(svc.rdb, redstream.NewKeys(cfg.Redis.Namespace))
+	m := newMetrics(svc.rdb, redstream.NewKeys(cfg.Redis.Namespace), cfg.Worker.Group)
 	ws, err := buildWorkers(ctx, cfg, svc, logger, m.timed)
 	if err != nil {
 		return err
+	}
+	if cfg.Worker.balance() {
+		if ws.group, err = redstream.NewGroup(svc.rdb, cfg.Worker.Group, ws.units(), &redstream.GroupOptions{
+			Namespace: cfg.Redis.Namespace, HeartbeatTTL: cfg.Worker.HeartbeatTTL.Duration, Logger: logger,
+		}); err != nil {
+			return err
+		}
 	}
 	m.watch(ws)
 	health := newHealth(ws, cfg.Worker.StallTimeout.Duration)
@@ -106,41 +113,21 @@ func worker(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	})
 	g.Go(func() error { health.run(gctx); return nil })
 	n := 0
-	var units []redstream.Unit
 	for _, sw := range ws.streams {
-		for i, shard := range sw.shards {
+		for i := range sw.shards {
 			c, d, t := sw.consumers[i], sw.delayers[i], sw.trimmers[i]
 			// A trimmer takes its lock only while it trims: every process
 			// runs every trimmer.
 			g.Go(func() error { return t.Run(gctx) })
 			n++
-			if !cfg.Worker.balance() {
+			if ws.group == nil {
 				g.Go(func() error { return c.Run(gctx) })
 				g.Go(func() error { return d.Run(gctx) })
-				continue
 			}
-			// A unit: the shard's consumer and delayer, run together.
-			units = append(units, redstream.Unit{
-				Name: shard,
-				Lock: redstream.ConsumerLockName(shard, sw.cfg.Consumer),
-				Run: func(ctx context.Context) error {
-					ug, uctx := errgroup.WithContext(ctx)
-					ug.Go(func() error { return c.Run(uctx) })
-					ug.Go(func() error { return d.Run(uctx) })
-					return ug.Wait()
-				},
-			})
 		}
 	}
-	if len(units) > 0 {
-		grp, err := redstream.NewGroup(svc.rdb, cfg.Worker.Group, units, &redstream.GroupOptions{
-			Namespace: cfg.Redis.Namespace, HeartbeatTTL: cfg.Worker.HeartbeatTTL.Duration, Logger: logger,
-		})
-		if err != nil {
-			return err
-		}
-		ws.group = grp
-		g.Go(func() error { return grp.Run(gctx) })
+	if ws.group != nil {
+		g.Go(func() error { return ws.group.Run(gctx) })
 	}
 	ready.Store(true)
 	logger.InfoContext(ctx, "redstream: worker started", "streams", n, "listen", ln.Addr().String(), "version", buildVersion())
@@ -177,6 +164,28 @@ func worker(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	_ = srv.Close()
 	svc.close()
 	return errors.Join(fmt.Errorf("workers did not stop within worker.shutdown_timeout (%v)", timeout), <-done)
+}
+
+// units returns the units a group spreads: per shard, its consumer and
+// delayer, run together.
+func (ws *workerSet) units() []redstream.Unit {
+	var units []redstream.Unit
+	for _, sw := range ws.streams {
+		for i, shard := range sw.shards {
+			c, d := sw.consumers[i], sw.delayers[i]
+			units = append(units, redstream.Unit{
+				Name: shard,
+				Lock: redstream.ConsumerLockName(shard, sw.cfg.Consumer),
+				Run: func(ctx context.Context) error {
+					ug, uctx := errgroup.WithContext(ctx)
+					ug.Go(func() error { return c.Run(uctx) })
+					ug.Go(func() error { return d.Run(uctx) })
+					return ug.Wait()
+				},
+			})
+		}
+	}
+	return units
 }
 
 // buildWorkers prepares the indexes and creates every worker; wrap, when
