@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -173,4 +175,74 @@ func TestGroupKill(t *testing.T) {
 	}
 	eventually(t, "every row written during the moves indexed", func() bool { return indexedRows(g.es, all...) })
 	t.Logf("%d rows written and indexed while the units moved", len(all))
+}
+
+// TestGroupRollingDeploy: a new process whose config has one more stream
+// joins the group, then an old process stops: every unit, the new
+// stream's included, stays served throughout, and the new stream's
+// changes are indexed.
+func TestGroupRollingDeploy(t *testing.T) {
+	t.Parallel()
+	g := newGroupFixture(t)
+	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	var ps []*process
+	for _, a := range addrs[:2] {
+		ps = append(ps, startBin(t, g.vars, "worker", "--config", g.config, "--listen", a))
+		waitReady(t, a)
+	}
+	within(t, 15*time.Second, "6 units each", func() bool { return g.spread(t, 6, ps...) })
+
+	// The new config: one more stream, on the same table.
+	b, err := os.ReadFile(g.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newConfig := writeFile(t, t.TempDir(), "redstream.yaml", string(b)+
+		"  - name: extra\n    table: products\n    index: extra\n    delay: 2s\n")
+	writeMapping(t, filepath.Dir(newConfig))
+	newcomer := startBin(t, g.vars, "worker", "--config", newConfig, "--listen", addrs[2])
+	waitReady(t, addrs[2])
+
+	extraLock := redstream.ConsumerLockName("extra", "indexer")
+	served := func() bool {
+		for _, s := range g.shards {
+			if g.lockHolder(t, redstream.ConsumerLockName(s, "indexer")) == "" {
+				return false
+			}
+		}
+		return g.lockHolder(t, extraLock) != ""
+	}
+	within(t, 15*time.Second, "every unit served after the newcomer joined", served)
+
+	// An old process stops: its units move, and every unit stays served.
+	if code := ps[0].stop(t); code != 0 {
+		t.Fatalf("exit code after SIGTERM: %d", code)
+	}
+	within(t, groupLockTTL+groupHeartbeatTTL+2*time.Second, "every unit served after an old process stopped", served)
+	if h := g.lockHolder(t, extraLock); h != g.holderOf(newcomer) {
+		t.Errorf("the extra stream is served by %q, want the only process that has it, %q", h, g.holderOf(newcomer))
+	}
+	for _, s := range g.shards {
+		if h := g.lockHolder(t, redstream.ConsumerLockName(s, "indexer")); h != g.holderOf(ps[1]) && h != g.holderOf(newcomer) {
+			t.Errorf("%s held by %q, a process that is gone", s, h)
+		}
+	}
+
+	// A change on each stream is indexed.
+	p := &shardedProduct{ID: 1, Title: "one"}
+	if err := g.db.Create(p).Error; err != nil {
+		t.Fatal(err)
+	}
+	pr, err := redstream.NewProducer(g.rdb, &redstream.ProducerOptions{Namespace: g.ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pr.Queue(context.Background(), redstream.Ref{Stream: "extra", ID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the sharded change indexed", func() bool { return indexedRows(g.es, p) })
+	eventually(t, "the extra stream's change indexed", func() bool {
+		src, _, ok := g.es.Doc("extra", "1")
+		return ok && strings.Contains(string(src), `"one"`)
+	})
 }
