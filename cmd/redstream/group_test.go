@@ -133,6 +133,31 @@ func TestGroupKill(t *testing.T) {
 		}
 	}()
 	defer func() { cancel(); wg.Wait() }()
+	// Meanwhile no committed offset ever moves backwards.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		keys := redstream.NewKeys(g.ns)
+		last := map[string]redstream.ID{}
+		for ctx.Err() == nil {
+			for _, s := range g.shards {
+				v, err := g.rdb.Get(ctx, keys.Offset(s, "indexer")).Result()
+				if err != nil {
+					continue // none yet, or the test is ending
+				}
+				id, err := redstream.ParseID(v)
+				if err != nil {
+					t.Errorf("offset of %s: %v", s, err)
+					return
+				}
+				if id.Less(last[s]) {
+					t.Errorf("offset of %s moved backwards: %v, then %v", s, last[s], id)
+				}
+				last[s] = id
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
 
 	// A stable membership: no lease moves for 5 s.
 	c0, d0 := g.leases(t)
