@@ -5,6 +5,10 @@
 #   Redis          127.0.0.1:6379
 #   Redis Cluster  127.0.0.1:30001-30003, three masters (REDIS_CLUSTER_PORTS;
 #                  scripts/redis-cluster.sh)
+#   Redis Sentinel 127.0.0.1:30126, a sentinel watching the master "redstream"
+#                  and its replica on 127.0.0.1:30101-30102, either one the
+#                  master (REDIS_SENTINEL_PORT, REDIS_SENTINEL_NODE_PORTS,
+#                  REDIS_SENTINEL_MASTER; scripts/redis-sentinel.sh)
 #   PostgreSQL     127.0.0.1:5432, role redstream (password redstream),
 #                  database redstream_test owned by it
 #
@@ -100,6 +104,16 @@ ensure_redis() {
 ensure_redis_cluster() {
 	bash "$(dirname "${BASH_SOURCE[0]}")/redis-cluster.sh" start ||
 		die "the Redis Cluster is not up; see the messages above"
+}
+
+# ------------------------------------------------------- Redis Sentinel
+
+# The master, replica and sentinel of the Sentinel tests;
+# redis-sentinel.sh starts them and restores a master with its replica
+# when needed, and is quiet otherwise.
+ensure_redis_sentinel() {
+	bash "$(dirname "${BASH_SOURCE[0]}")/redis-sentinel.sh" start ||
+		die "the Redis Sentinel deployment is not up; see the messages above"
 }
 
 # ----------------------------------------------------------- PostgreSQL
@@ -201,5 +215,6 @@ SQL
 
 ensure_redis
 ensure_redis_cluster
+ensure_redis_sentinel
 ensure_postgres
 ensure_test_database

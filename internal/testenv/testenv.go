@@ -7,8 +7,10 @@
 // leave nothing behind. The helpers are safe for concurrent use.
 //
 // The servers are located through the REDIS_URL and DATABASE_URL environment
-// variables, and the Redis Cluster of [RedisCluster] through
-// REDIS_CLUSTER_ADDRS, falling back to the addresses used by `make services`.
+// variables, the Redis Cluster of [RedisCluster] through
+// REDIS_CLUSTER_ADDRS, and the Sentinel deployment of [UseSentinel] through
+// REDIS_SENTINEL_ADDRS and REDIS_SENTINEL_MASTER,
+// falling back to the addresses used by `make services`.
 // An unreachable server fails the test (it is never skipped), with a hint on
 // how to start it.
 package testenv
