@@ -16,15 +16,9 @@ import (
 )
 
 // pairDBs opens two *gorm.DB on one fresh schema: off without the plugin,
-// on with it.
-func pairDBs(b *testing.B) (off, on *gorm.DB) {
-	off, on, _ = pairDBsWith(b, false)
-	return off, on
-}
-
-// pairDBsWith is pairDBs with a choice of AsyncPublish for the plugin's
-// producer (closed at cleanup), which it returns too.
-func pairDBsWith(b *testing.B, async bool) (off, on *gorm.DB, p *redstream.Producer) {
+// on with it, its producer made with opts (Namespace set to a fresh one;
+// closed at cleanup), which it returns too.
+func pairDBs(b *testing.B, opts redstream.ProducerOptions) (off, on *gorm.DB, p *redstream.Producer) {
 	b.Helper()
 	rdb, ns := testenv.Redis(b)
 	dsn := testenv.Schema(b)
@@ -38,7 +32,8 @@ func pairDBsWith(b *testing.B, async bool) (off, on *gorm.DB, p *redstream.Produ
 		return db
 	}
 	off, on = open(), open()
-	p = mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns, AsyncPublish: async})
+	opts.Namespace = ns
+	p = mustProducer(rdb, &opts)
 	b.Cleanup(func() { p.Close(context.Background()) })
 	if err := on.Use(redstream.NewPlugin(p)); err != nil {
 		b.Fatal(err)
@@ -47,6 +42,19 @@ func pairDBsWith(b *testing.B, async bool) (off, on *gorm.DB, p *redstream.Produ
 		b.Fatal(err)
 	}
 	return off, on, p
+}
+
+// delayModes are the sub-benchmarks of the producer benchmarks:
+// delay=keep is ProducerOptions.KeepDelayMessages (every delay message
+// stays until the Delayer moves it), delay=ack the default (the
+// main-stream write deletes it in the same script). Compare them with
+// benchstat -col /delay.
+var delayModes = []struct {
+	name string
+	keep bool
+}{
+	{"delay=keep", true},
+	{"delay=ack", false},
 }
 
 // interleave times off and on alternately, so that both see the same
@@ -83,110 +91,133 @@ func interleave(b *testing.B, unit string, off, on, settle func()) {
 // off (the Ruby gem: 1.45×).
 //
 // publish=sync is the default (Commit returns once the main-stream message
-// is written); publish=async is ProducerOptions.AsyncPublish.
+// is written); publish=async is ProducerOptions.AsyncPublish. Under each,
+// delay=keep and delay=ack (see delayModes).
 func BenchmarkCreateSingle(b *testing.B) {
 	for _, async := range []bool{false, true} {
 		name := "publish=sync"
 		if async {
 			name = "publish=async"
 		}
-		b.Run(name, func(b *testing.B) {
-			off, on, p := pairDBsWith(b, async)
-			// With AsyncPublish, wait (untimed) until the background
-			// writer has written each create's main-stream message.
-			var settle func()
-			if async {
-				var creates int64
-				settle = func() {
-					creates++
-					deadline := time.Now().Add(10 * time.Second)
-					for p.Stats().QueueMessages < creates {
-						if time.Now().After(deadline) {
-							b.Fatalf("main-stream message %d not written within 10 s", creates)
+		for _, mode := range delayModes {
+			b.Run(name+"/"+mode.name, func(b *testing.B) {
+				off, on, p := pairDBs(b, redstream.ProducerOptions{AsyncPublish: async, KeepDelayMessages: mode.keep})
+				// With AsyncPublish, wait (untimed) until the background
+				// writer has written each create's main-stream message.
+				var settle func()
+				if async {
+					var creates int64
+					settle = func() {
+						creates++
+						deadline := time.Now().Add(10 * time.Second)
+						for p.Stats().QueueMessages < creates {
+							if time.Now().After(deadline) {
+								b.Fatalf("main-stream message %d not written within 10 s", creates)
+							}
+							time.Sleep(20 * time.Microsecond)
 						}
-						time.Sleep(20 * time.Microsecond)
 					}
 				}
-			}
-			interleave(b, "create",
-				func() {
-					if err := off.Create(&Product{Title: "bench", Price: 1}).Error; err != nil {
-						b.Fatal(err)
-					}
-				},
-				func() {
-					if err := on.Create(&Product{Title: "bench", Price: 1}).Error; err != nil {
-						b.Fatal(err)
-					}
-				}, settle)
-		})
+				interleave(b, "create",
+					func() {
+						if err := off.Create(&Product{Title: "bench", Price: 1}).Error; err != nil {
+							b.Fatal(err)
+						}
+					},
+					func() {
+						if err := on.Create(&Product{Title: "bench", Price: 1}).Error; err != nil {
+							b.Fatal(err)
+						}
+					}, settle)
+			})
+		}
 	}
 }
 
 // BenchmarkCreateTx1000: 1,000 creates in one transaction, plugin on vs off
-// (the Ruby gem: 2.60×).
+// (the Ruby gem: 2.60×), with delay=keep and delay=ack (see delayModes).
 func BenchmarkCreateTx1000(b *testing.B) {
-	off, on := pairDBs(b)
-	run := func(db *gorm.DB) func() {
-		return func() {
-			err := db.Transaction(func(tx *gorm.DB) error {
-				for range 1000 {
-					if err := tx.Create(&Product{Title: "bench", Price: 1}).Error; err != nil {
-						return err
+	for _, mode := range delayModes {
+		b.Run(mode.name, func(b *testing.B) {
+			off, on, _ := pairDBs(b, redstream.ProducerOptions{KeepDelayMessages: mode.keep})
+			run := func(db *gorm.DB) func() {
+				return func() {
+					err := db.Transaction(func(tx *gorm.DB) error {
+						for range 1000 {
+							if err := tx.Create(&Product{Title: "bench", Price: 1}).Error; err != nil {
+								return err
+							}
+						}
+						return nil
+					})
+					if err != nil {
+						b.Fatal(err)
 					}
 				}
-				return nil
-			})
-			if err != nil {
-				b.Fatal(err)
 			}
-		}
+			interleave(b, "tx", run(off), run(on), nil)
+		})
 	}
-	interleave(b, "tx", run(off), run(on), nil)
 }
 
 // BenchmarkProducerBulk: Producer.Bulk over 1,000 records with an empty fn:
 // 1,000 delay and 1,000 main-stream messages per op (the Ruby gem: 30.5k
-// messages/s).
+// messages/s), with delay=keep and delay=ack (see delayModes: with ack, the
+// main-stream write also deletes the 1,000 delay messages).
 func BenchmarkProducerBulk(b *testing.B) {
 	for _, size := range []int{1000, 10000} {
-		b.Run(fmt.Sprint("records=", size), func(b *testing.B) {
-			rdb, ns := testenv.Redis(b)
-			p := mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
-			records := make([]Product, size)
-			for i := range records {
-				records[i].ID = int64(i + 1)
-			}
-			ctx := context.Background()
-			noop := func(context.Context) error { return nil }
-			var msgs int
-			for b.Loop() {
-				if err := p.Bulk(ctx, records, noop); err != nil {
-					b.Fatal(err)
-				}
-				msgs += 2 * size
-				if msgs >= 2_000_000 {
-					// Keep Redis memory bounded across long runs.
-					b.StopTimer()
-					rdb.Del(ctx, p.Keys().Stream("products"), p.Keys().Delay("products"))
-					msgs = 0
-					b.StartTimer()
-				}
-			}
-			b.ReportMetric(float64(2*size*b.N)/b.Elapsed().Seconds(), "msg/s")
-		})
+		for _, mode := range delayModes {
+			b.Run(fmt.Sprint("records=", size, "/", mode.name), func(b *testing.B) {
+				benchProducerBulk(b, size, mode.keep)
+			})
+		}
 	}
+}
+
+func benchProducerBulk(b *testing.B, size int, keep bool) {
+	rdb, ns := testenv.Redis(b)
+	p := mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns, KeepDelayMessages: keep})
+	records := make([]Product, size)
+	for i := range records {
+		records[i].ID = int64(i + 1)
+	}
+	ctx := context.Background()
+	noop := func(context.Context) error { return nil }
+	var msgs int
+	for b.Loop() {
+		if err := p.Bulk(ctx, records, noop); err != nil {
+			b.Fatal(err)
+		}
+		msgs += 2 * size
+		if msgs >= 2_000_000 {
+			// Keep Redis memory bounded across long runs.
+			b.StopTimer()
+			rdb.Del(ctx, p.Keys().Stream("products"), p.Keys().Delay("products"))
+			msgs = 0
+			b.StartTimer()
+		}
+	}
+	b.ReportMetric(float64(2*size*b.N)/b.Elapsed().Seconds(), "msg/s")
 }
 
 // BenchmarkProducerBulkVsRaw alternates Producer.Bulk over 1,000 records
 // with the same Redis work done with no framework (two pipelines of 1,000
 // XADDs whose arguments are built before the timer starts), op by op, so
 // that both see the same machine. It reports each one's msg/s and the
-// fraction of the raw rate Bulk reaches.
+// fraction of the raw rate Bulk reaches. With delay=ack (see delayModes),
+// the raw loop's second pipeline ends with one XDEL of the 1,000 delay
+// messages, the deletes Bulk's main-stream script does (without its
+// atomicity).
 func BenchmarkProducerBulkVsRaw(b *testing.B) {
+	for _, mode := range delayModes {
+		b.Run(mode.name, func(b *testing.B) { benchBulkVsRaw(b, mode.keep) })
+	}
+}
+
+func benchBulkVsRaw(b *testing.B, keep bool) {
 	const size = 1000
 	rdb, ns := testenv.Redis(b)
-	p := mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
+	p := mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns, KeepDelayMessages: keep})
 	records := make([]Product, size)
 	for i := range records {
 		records[i].ID = int64(i + 1)
@@ -202,16 +233,27 @@ func BenchmarkProducerBulkVsRaw(b *testing.B) {
 	}
 	ctx := context.Background()
 	noop := func(context.Context) error { return nil }
+	xdel := make([]any, 2, 2+size) // XDEL <delay key> <the ids of the first pipeline>
+	xdel[0], xdel[1] = "xdel", rawKeys[0]
 	raw := func() {
 		for k := range rawKeys {
-			_, err := rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			cmds, err := rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 				for _, a := range args[k] {
 					pipe.Do(ctx, a...)
+				}
+				if k == 1 && !keep {
+					pipe.Do(ctx, xdel...)
 				}
 				return nil
 			})
 			if err != nil {
 				b.Fatal(err)
+			}
+			if k == 0 && !keep {
+				xdel = xdel[:2]
+				for _, c := range cmds {
+					xdel = append(xdel, c.(*redis.Cmd).Val())
+				}
 			}
 		}
 	}

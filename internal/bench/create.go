@@ -44,7 +44,7 @@ type createVariant struct {
 	durs       []time.Duration
 }
 
-// runCreate times one create per implicit transaction in six ways,
+// runCreate times one create per implicit transaction in seven ways,
 // interleaved create by create in a fresh random order each round, so that
 // all see the same machine and none always follows the same other:
 //
@@ -58,6 +58,9 @@ type createVariant struct {
 //	gorm         GORM without the plugin
 //	plugin       GORM with the plugin (the default, synchronous publish)
 //	plugin/a     GORM with the plugin and ProducerOptions.AsyncPublish
+//	plugin/keep  GORM with the plugin and ProducerOptions.KeepDelayMessages:
+//	             its main-stream write is a bare XADD, where the default's
+//	             is a script that also deletes the delay message
 func runCreate(ctx context.Context, cfg *config, rep *report) error {
 	s, err := newSpace(ctx)
 	if err != nil {
@@ -89,23 +92,27 @@ func runCreate(ctx context.Context, cfg *config, rep *report) error {
 			c()
 		}
 	}()
-	withPlugin := func(async bool) (*gorm.DB, *redstream.Producer, error) {
+	withPlugin := func(async, keep bool) (*gorm.DB, *redstream.Producer, error) {
 		db, err := openGORM()
 		if err != nil {
 			return nil, nil, err
 		}
-		p, err := redstream.NewProducer(s.rdb, &redstream.ProducerOptions{Namespace: s.ns, AsyncPublish: async})
+		p, err := redstream.NewProducer(s.rdb, &redstream.ProducerOptions{Namespace: s.ns, AsyncPublish: async, KeepDelayMessages: keep})
 		if err != nil {
 			return nil, nil, err
 		}
 		closers = append(closers, func() { p.Close(context.Background()) })
 		return db, p, db.Use(redstream.NewPlugin(p))
 	}
-	gormOn, _, err := withPlugin(false)
+	gormOn, _, err := withPlugin(false, false)
 	if err != nil {
 		return err
 	}
-	gormOnAsync, asyncProducer, err := withPlugin(true)
+	gormOnAsync, asyncProducer, err := withPlugin(true, false)
+	if err != nil {
+		return err
+	}
+	gormOnKeep, _, err := withPlugin(false, true)
 	if err != nil {
 		return err
 	}
@@ -176,6 +183,7 @@ func runCreate(ctx context.Context, cfg *config, rep *report) error {
 		{name: "gorm", desc: "GORM, no plugin", fn: gormCreate(gormOff)},
 		{name: "plugin", desc: "GORM + plugin", fn: gormCreate(gormOn)},
 		{name: "plugin/async", desc: "GORM + plugin, AsyncPublish", fn: gormCreate(gormOnAsync), settle: settlePlugin},
+		{name: "plugin/keep", desc: "GORM + plugin, KeepDelayMessages (the main-stream write is a bare XADD; the delay message stays)", fn: gormCreate(gormOnKeep)},
 	}
 	byName := map[string]*createVariant{}
 	for _, v := range variants {
@@ -240,12 +248,15 @@ func declareCreateFigures(rep *report) {
 	rep.declare(figure{name: "ratio/gorm-floor/async", unit: "×", desc: "the same for async publish"})
 	rep.declare(figure{name: "ratio/plugin", unit: "×", desc: "plugin / gorm", target: "≤ 1.10", limit: "ratio/gorm-floor"})
 	rep.declare(figure{name: "ratio/plugin/async", unit: "×", desc: "plugin/async / gorm", target: "≤ 1.10", limit: "ratio/gorm-floor/async"})
+	rep.declare(figure{name: "ratio/plugin/keep", unit: "×", desc: "plugin/keep / gorm (KeepDelayMessages)", limit: "ratio/gorm-floor"})
+	rep.declare(figure{name: "ratio/ack-keep", unit: "×", desc: "plugin / plugin/keep: what deleting the delay message adds to a create"})
 	rep.declare(figure{name: "ratio/raw_p50", unit: "×", desc: "as ratio/raw, from medians"})
 	rep.declare(figure{name: "ratio/plugin_p50", unit: "×", desc: "as ratio/plugin, from medians"})
 	rep.declare(figure{name: "added/raw", unit: "µs", desc: "sql+redis − sql: time the two XADDs add with no framework"})
 	rep.declare(figure{name: "added/plugin", unit: "µs", desc: "plugin − gorm: time the plugin adds", limit: "added/raw"})
 	rep.declare(figure{name: "added/raw/async", unit: "µs", desc: "sql+redis/async − sql"})
 	rep.declare(figure{name: "added/plugin/async", unit: "µs", desc: "plugin/async − gorm", limit: "added/raw/async"})
+	rep.declare(figure{name: "added/plugin/keep", unit: "µs", desc: "plugin/keep − gorm", limit: "added/raw"})
 	for _, s := range stepNames {
 		rep.declare(figure{name: "step/" + s, unit: "µs", desc: "median of one step of sql+redis"})
 	}
@@ -286,12 +297,15 @@ func recordCreateRun(rep *report, v map[string]*createVariant, steps [5][]time.D
 	rep.add("ratio/gorm-floor/async", (gm+rawA-sql)/gm)
 	rep.add("ratio/plugin", on/gm)
 	rep.add("ratio/plugin/async", onA/gm)
+	rep.add("ratio/plugin/keep", mean("plugin/keep")/gm)
+	rep.add("ratio/ack-keep", on/mean("plugin/keep"))
 	rep.add("ratio/raw_p50", p50("sql+redis")/p50("sql"))
 	rep.add("ratio/plugin_p50", p50("plugin")/p50("gorm"))
 	rep.add("added/raw", raw-sql)
 	rep.add("added/plugin", on-gm)
 	rep.add("added/raw/async", rawA-sql)
 	rep.add("added/plugin/async", onA-gm)
+	rep.add("added/plugin/keep", mean("plugin/keep")-gm)
 	for i, s := range stepNames {
 		rep.add("step/"+s, medianUS(steps[i]))
 	}

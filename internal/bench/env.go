@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,7 +37,11 @@ func newSpace(ctx context.Context) (*space, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.dsn = dsn
+	// The run's connections carry the schema's name, so that its
+	// PostgreSQL backends can be told from others (see pgBackendTicks).
+	if s.dsn, err = withParam(dsn, "application_name", s.schema); err != nil {
+		return nil, err
+	}
 	if err := testenv.AdminExec(testenv.DatabaseURL(), "CREATE SCHEMA "+pgx.Identifier{s.schema}.Sanitize(), time.Minute); err != nil {
 		return nil, fmt.Errorf("create schema: %w", err)
 	}
@@ -92,6 +98,21 @@ func (s *space) fillStream(ctx context.Context, name string, count int) (redstre
 		last = cmds[len(cmds)-1].Val().(string)
 	}
 	return redstream.ParseID(last)
+}
+
+// withParam adds a connection parameter to a URL or keyword/value DSN.
+func withParam(dsn, key, value string) (string, error) {
+	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
+		return strings.TrimSpace(dsn) + " " + key + "=" + value, nil
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", fmt.Errorf("parse database URL: %w", err)
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }
 
 // openRedis returns a new client on REDIS_URL.

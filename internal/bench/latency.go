@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -17,11 +16,6 @@ import (
 
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
-	"golang.org/x/sync/errgroup"
-	"gorm.io/driver/postgres"
-	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 
 	"github.com/redstream-go/redstream"
 	"github.com/redstream-go/redstream/elastic"
@@ -56,88 +50,21 @@ func runLatency(ctx context.Context, cfg *config, rep *report) error {
 
 	// The application side: GORM on pgx with a tracer for COMMIT, and the
 	// plugin on its own Redis client.
-	cc, err := pgx.ParseConfig(s.dsn)
+	a, err := openApp(s, cfg.writers, redstream.ProducerOptions{AsyncPublish: cfg.asyncPublish}, tr)
 	if err != nil {
 		return err
 	}
-	cc.Tracer = commitTracer{}
-	appSQL := stdlib.OpenDB(*cc)
-	defer appSQL.Close()
-	appSQL.SetMaxIdleConns(cfg.writers)
-	db, err := gorm.Open(postgres.New(postgres.Config{Conn: appSQL}), &gorm.Config{Logger: logger.Discard})
-	if err != nil {
-		return err
-	}
-	if err := db.AutoMigrate(&product{}); err != nil {
-		return err
-	}
-	if err := db.Exec(`INSERT INTO products (title, price, updated_at) SELECT 'seed ' || g, g % 100, now() FROM generate_series(1, ?) g`, seedRows).Error; err != nil {
-		return err
-	}
-	appRedis := s.rdb
-	producer, err := redstream.NewProducer(appRedis, &redstream.ProducerOptions{Namespace: s.ns, AsyncPublish: cfg.asyncPublish})
-	if err != nil {
-		return err
-	}
-	defer producer.Close(context.Background())
-	if err := db.Use(redstream.NewPlugin(producer)); err != nil {
+	defer a.close()
+	if err := a.db.Exec(`INSERT INTO products (title, price, updated_at) SELECT 'seed ' || g, g % 100, now() FROM generate_series(1, ?) g`, seedRows).Error; err != nil {
 		return err
 	}
 
 	// The worker side: its own Redis client and database pool.
-	workerRedis, err := openRedis(ctx)
+	wk, err := startWorker(ctx, s, tr, time.Minute)
 	if err != nil {
 		return err
 	}
-	defer workerRedis.Close()
-	workerSQL, err := s.openDB(ctx)
-	if err != nil {
-		return err
-	}
-	defer workerSQL.Close()
-	es, index, esClose, err := latencyES()
-	if err != nil {
-		return err
-	}
-	defer esClose()
-	loader, err := elastic.NewTableLoader(ctx, workerSQL, elastic.TableOptions{
-		Table: "products", SoftDeleteColumn: "deleted_at", VersionColumn: "updated_at",
-	})
-	if err != nil {
-		return err
-	}
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	h, err := elastic.NewHandler(es, loader, &elastic.Options{Index: index, Logger: quiet})
-	if err != nil {
-		return err
-	}
-	c, err := redstream.NewConsumer(workerRedis, "products", "indexer", &ackHandler{h: h, t: tr},
-		&redstream.ConsumerOptions{Namespace: s.ns, Logger: quiet})
-	if err != nil {
-		return err
-	}
-	d, err := redstream.NewDelayer(workerRedis, "products", time.Minute, &redstream.DelayerOptions{Namespace: s.ns, Logger: quiet})
-	if err != nil {
-		return err
-	}
-	t, err := redstream.NewTrimmer(workerRedis, "products", []string{"indexer"}, &redstream.TrimmerOptions{Namespace: s.ns, Logger: quiet})
-	if err != nil {
-		return err
-	}
-	// The consumer starts from the beginning either way; with its offset
-	// set, the Trimmer does not report it as missing until the first commit.
-	if err := workerRedis.Set(ctx, s.keys.Offset("products", "indexer"), "0-0", 0).Err(); err != nil {
-		return err
-	}
-	wctx, stopWorkers := context.WithCancel(ctx)
-	g, gctx := errgroup.WithContext(wctx)
-	g.Go(func() error { return c.Run(gctx) })
-	g.Go(func() error { return d.Run(gctx) })
-	g.Go(func() error { return t.Run(gctx) })
-	defer func() {
-		stopWorkers()
-		_ = g.Wait()
-	}()
+	defer wk.close()
 
 	rep.declare(figure{name: "p50", unit: "ms", desc: "COMMIT returned → ES bulk acknowledged, median"})
 	rep.declare(figure{name: "p90", unit: "ms", desc: "COMMIT returned → ES bulk acknowledged, 90th percentile"})
@@ -153,10 +80,10 @@ func runLatency(ctx context.Context, cfg *config, rep *report) error {
 	maxID.Store(seedRows)
 	for run := range cfg.runs {
 		err := rep.run(run, func() error {
-			if err := gctx.Err(); err != nil {
-				return fmt.Errorf("workers stopped: %w", errors.Join(err, g.Wait()))
+			if err := wk.alive(); err != nil {
+				return err
 			}
-			return latencyRun(ctx, cfg, rep, db, tr, maxID)
+			return latencyRun(ctx, cfg, rep, a, tr, maxID)
 		})
 		if err != nil {
 			return err
@@ -176,114 +103,75 @@ func runLatency(ctx context.Context, cfg *config, rep *report) error {
 }
 
 // latencyRun runs one paced write run and records its figures.
-func latencyRun(ctx context.Context, cfg *config, rep *report, db *gorm.DB, tr *tracker, maxID *atomic.Int64) error {
+func latencyRun(ctx context.Context, cfg *config, rep *report, a *app, tr *tracker, maxID *atomic.Int64) error {
 	tr.reset()
 	period := time.Second / time.Duration(cfg.rate)
 	warm := int(cfg.warmup / period)
 	total := warm + int(cfg.duration/period)
-	jobs := make(chan *write, total)
-	var (
-		wg     sync.WaitGroup
-		errs   atomic.Int64
-		firstE atomic.Value
-	)
-	for range cfg.writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for w := range jobs {
-				w.start = time.Now()
-				wctx := context.WithValue(ctx, writeKey{}, w)
-				var err error
-				if rand.Float64() < cfg.updates {
-					w.id = 1 + rand.Int64N(maxID.Load())
-					err = db.WithContext(wctx).Model(&product{ID: w.id}).
-						Updates(map[string]any{"price": rand.IntN(1000), "title": "updated"}).Error
-				} else {
-					w.model = &product{Title: "bench", Price: rand.IntN(1000)}
-					err = db.WithContext(wctx).Create(w.model).Error
-					if err == nil {
-						for {
-							m := maxID.Load()
-							if w.model.ID <= m || maxID.CompareAndSwap(m, w.model.ID) {
-								break
-							}
-						}
+	res, err := paced(ctx, cfg.rate, total, warm, cfg.writers, func(ctx context.Context, w *write) error {
+		var err error
+		if rand.Float64() < cfg.updates {
+			w.id = 1 + rand.Int64N(maxID.Load())
+			err = a.db.WithContext(context.WithValue(ctx, writeKey{}, w)).Model(&product{ID: w.id}).
+				Updates(map[string]any{"price": rand.IntN(1000), "title": "updated"}).Error
+		} else {
+			err = a.create(ctx, w, rand.IntN(1000))
+			if err == nil {
+				for {
+					m := maxID.Load()
+					if w.model.ID <= m || maxID.CompareAndSwap(m, w.model.ID) {
+						break
 					}
 				}
-				w.done = time.Now()
-				if err != nil {
-					errs.Add(1)
-					firstE.CompareAndSwap(nil, err)
-					tr.forget(w)
-				}
 			}
-		}()
-	}
-	// The schedule: write i is due at start + i*period; the ticker only
-	// decides when to release the writes that have come due.
-	writes := make([]*write, 0, total)
-	start := time.Now()
-	tick := time.NewTicker(time.Millisecond)
-	sent := 0
-	for sent < total && ctx.Err() == nil {
-		due := min(int(time.Since(start)/period)+1, total)
-		for ; sent < due; sent++ {
-			w := &write{due: start.Add(time.Duration(sent) * period), measured: sent >= warm}
-			writes = append(writes, w)
-			jobs <- w
 		}
-		<-tick.C
+		if err != nil {
+			tr.forget(w)
+		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
-	tick.Stop()
-	close(jobs)
-	wg.Wait()
-	if ctx.Err() != nil {
-		return errStopped
-	}
-	if n := errs.Load(); n > 0 && n*100 > int64(total) {
-		return fmt.Errorf("%d of %d writes failed, e.g. %v", n, total, firstE.Load())
+	if n := res.failed; n > 0 && n*100 > int64(total) {
+		return fmt.Errorf("%d of %d writes failed, e.g. %v", n, total, res.firstErr)
 	}
 	unacked := tr.wait(ctx, 30*time.Second)
 
-	var lat, lag, took []time.Duration
-	var first, last time.Time
 	tr.mu.Lock() // a late acknowledgement may still come in
 	defer tr.mu.Unlock()
-	for _, w := range writes {
-		if !w.measured || w.commit.IsZero() {
-			continue
-		}
-		if first.IsZero() {
-			first = w.due
-		}
-		if w.done.After(last) {
-			last = w.done
-		}
-		lag = append(lag, w.start.Sub(w.due))
-		took = append(took, w.done.Sub(w.start))
-		if !w.ack.IsZero() {
-			lat = append(lat, w.ack.Sub(w.commit))
-		}
-	}
+	_, rate, lag, took := res.achieved(func(w *write) bool { return !w.commit.IsZero() })
+	lat := acked(res.writes)
 	if len(lat) == 0 {
 		return errors.New("no write was acknowledged")
 	}
-	slices.Sort(lat)
-	slices.Sort(lag)
-	slices.Sort(took)
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	rep.add("p50", ms(percentile(lat, 0.50)))
 	rep.add("p90", ms(percentile(lat, 0.90)))
 	rep.add("p99", ms(percentile(lat, 0.99)))
 	rep.add("max", ms(lat[len(lat)-1]))
-	rep.add("rate", float64(len(took))/last.Sub(first).Seconds())
+	rep.add("rate", rate)
 	rep.add("start-lag-p99", ms(percentile(lag, 0.99)))
 	rep.add("write-p50", ms(percentile(took, 0.50)))
 	rep.add("unacked", float64(unacked))
-	rep.add("errors", float64(errs.Load()))
+	rep.add("errors", float64(res.failed))
 	return nil
 }
+
+// acked returns, sorted, COMMIT → acknowledgement of every measured write
+// that was acknowledged. The caller holds the tracker's lock.
+func acked(writes []*write) []time.Duration {
+	var lat []time.Duration
+	for _, w := range writes {
+		if w.measured && !w.commit.IsZero() && !w.ack.IsZero() {
+			lat = append(lat, w.ack.Sub(w.commit))
+		}
+	}
+	slices.Sort(lat)
+	return lat
+}
+
+// ms returns d in milliseconds.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // percentile returns the q-quantile of sorted ds (nearest rank).
 func percentile(ds []time.Duration, q float64) time.Duration {
@@ -291,38 +179,24 @@ func percentile(ds []time.Duration, q float64) time.Duration {
 	return ds[max(0, min(i, len(ds)-1))]
 }
 
-// write is one scheduled write and what happened to it.
-type write struct {
-	due, start, done time.Time
-	measured         bool
-	model            *product // a create's row (its ID is set by the INSERT)
-	id               int64    // an update's row
-
-	commit, ack time.Time // set under tracker.mu
-}
-
 type writeKey struct{}
 
 // commitTracer notes, on the write in the query's context, when a COMMIT
-// returned successfully.
-type commitTracer struct{}
+// returned successfully, and tells its tracker.
+type commitTracer struct{ t *tracker }
 
 func (commitTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
 	return ctx
 }
 
-func (commitTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
+func (c commitTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
 	if data.Err != nil || data.CommandTag.String() != "COMMIT" {
 		return
 	}
 	if w, ok := ctx.Value(writeKey{}).(*write); ok {
-		current.committed(w, time.Now())
+		c.t.committed(w, time.Now())
 	}
 }
-
-// current is the tracker of the running latency scenario, for the tracer
-// (which pgx shares between connections).
-var current *tracker
 
 // tracker matches commits to acknowledgements, per row id.
 type tracker struct {
@@ -332,9 +206,7 @@ type tracker struct {
 }
 
 func newTracker() *tracker {
-	t := &tracker{pending: map[int64][]*write{}}
-	current = t
-	return t
+	return &tracker{pending: map[int64][]*write{}}
 }
 
 func (t *tracker) reset() {

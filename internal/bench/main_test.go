@@ -95,22 +95,47 @@ func TestReport(t *testing.T) {
 
 func TestRunUsage(t *testing.T) {
 	ctx := context.Background()
-	for _, args := range [][]string{{}, {"nosuch"}, {"-runs", "0", "create"}, {"-updates", "2", "latency"}} {
+	for _, args := range [][]string{{}, {"nosuch"}, {"-runs", "0", "create"}, {"-updates", "2", "latency"},
+		{"-e2e-rate", "0", "e2e"}, {"-mem-runs", "0", "delaymem"}, {"-mem-duration", "0s", "delaymem"}} {
 		var stdout, stderr bytes.Buffer
 		if code := run(ctx, args, &stdout, &stderr); code != 2 {
 			t.Errorf("run(%q) = %d, want 2; stderr: %s", args, code, stderr.String())
 		}
 	}
 	var stdout, stderr bytes.Buffer
-	if code := run(ctx, []string{"-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "latency") {
+	if code := run(ctx, []string{"-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "latency") ||
+		!strings.Contains(stderr.String(), "delaymem") {
 		t.Errorf("-h = %d, %q", code, stderr.String())
 	}
 }
 
 func TestShorten(t *testing.T) {
-	cfg := config{runs: 5, createN: 2000, duration: 20 * time.Second, warmup: 3 * time.Second, rows: 1_000_000}
-	shorten(&cfg, map[string]bool{"rows": true})
-	if cfg.runs != 3 || cfg.createN != 400 || cfg.duration != 5*time.Second || cfg.rows != 1_000_000 {
+	cfg := config{runs: 5, createN: 2000, duration: 20 * time.Second, warmup: 3 * time.Second, rows: 1_000_000,
+		e2eDuration: 20 * time.Second, e2eDelay: 5 * time.Second, memDuration: 5 * time.Minute}
+	shorten(&cfg, map[string]bool{"rows": true, "e2e-delay": true})
+	if cfg.runs != 3 || cfg.createN != 400 || cfg.duration != 5*time.Second || cfg.rows != 1_000_000 ||
+		cfg.e2eDuration != 8*time.Second || cfg.e2eDelay != 5*time.Second || cfg.memDuration != 15*time.Second {
 		t.Errorf("shorten = %+v", cfg)
+	}
+}
+
+// TestModeOrder: the two delay modes alternate which runs first.
+func TestModeOrder(t *testing.T) {
+	if a, b := modeOrder(0), modeOrder(1); a[0] == b[0] || a[0] == a[1] || b[0] == b[1] {
+		t.Errorf("modeOrder(0) = %v, modeOrder(1) = %v", a, b)
+	}
+}
+
+// TestStatTicks reads this process's CPU time from /proc where there is one.
+func TestStatTicks(t *testing.T) {
+	st, ok := statTicks("/proc/self/stat")
+	if !ok {
+		t.Skip("no /proc/self/stat")
+	}
+	if st.comm == "" {
+		t.Errorf("statTicks = %+v, want a name", st)
+	}
+	if got := selfTicks(); got < st.ticks {
+		t.Errorf("selfTicks = %d after %d: went backwards", got, st.ticks)
 	}
 }
