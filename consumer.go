@@ -53,7 +53,9 @@ type Batch struct {
 	Consumer string    // consumer name
 	Messages []Message // never empty
 	// Attempt counts the deliveries of this batch to the handler: 1 the
-	// first time, 2 after the handler failed it once, and so on.
+	// first time, 2 after the handler failed it once, and so on. A message
+	// dead-lettered from this delivery records it as its attempts (see
+	// DeadLetter).
 	Attempt int
 
 	mu   sync.Mutex

@@ -31,13 +31,22 @@ var ErrNoPayload = errors.New("redstream: dead letter has no payload")
 //	stream    the stream name
 //	consumer  the consumer name
 //	error     the reason
-//	attempts  deliveries of its batch to the handler (0: never delivered)
+//	attempts  deliveries to the handler before it was dead-lettered (0: never delivered)
 //	time      when it was dead-lettered, RFC 3339 in UTC
 //	payload   the payload field as stored, when the entry has one
 //	fields    otherwise, all fields of the entry as a JSON object
 //
 // to the stream at Keys.DeadLetter(stream, consumer), which is never
 // trimmed. List, replay and drop dead letters with a DeadLetterQueue.
+//
+// Attempts counts the times the consumer handed the message to its
+// handler, the last one included, before it was dead-lettered: 1 when the
+// handler gave up on it at its first delivery (as the Elasticsearch
+// handler does with a document Elasticsearch rejects), more when earlier
+// deliveries of its batch failed as a whole and were retried. An invalid
+// entry (ErrInvalidMessage) never reaches the handler: 0. A replay adds the
+// payload to the stream as a new entry; dead-lettered again, it is a new
+// dead letter, counted from its own first delivery.
 //
 // A DeadLetter is a plain value, safe to copy.
 type DeadLetter struct {
@@ -46,7 +55,7 @@ type DeadLetter struct {
 	Stream   string    // the stream the message came from
 	Consumer string    // the consumer that gave up on it
 	Error    string    // why
-	Attempts int       // deliveries of its batch to the handler; 0 when never delivered
+	Attempts int       // deliveries to the handler before it was dead-lettered; 0 when never delivered
 	Time     time.Time // when it was dead-lettered
 
 	// HasPayload reports whether the message had a payload field; Payload
@@ -221,10 +230,11 @@ func (c *Consumer) writeDeadLetters(ctx context.Context, b *Batch, dead, invalid
 		for id, err := range invalid {
 			letters[id] = letter{err, 0}
 		}
+		added := make(map[ID]*redis.StringCmd, len(letters))
 		_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, e := range b.raw {
 				if dl, ok := letters[e.id]; ok {
-					p.XAdd(ctx, &redis.XAddArgs{Stream: c.dlq, Values: deadLetterFields(e, c.stream, c.name, dl.reason, dl.attempts, now)})
+					added[e.id] = p.XAdd(ctx, &redis.XAddArgs{Stream: c.dlq, Values: deadLetterFields(e, c.stream, c.name, dl.reason, dl.attempts, now)})
 				}
 			}
 			return nil
@@ -232,9 +242,12 @@ func (c *Consumer) writeDeadLetters(ctx context.Context, b *Batch, dead, invalid
 		if err != nil {
 			return fmt.Errorf("redstream: write dead letters: %w", err)
 		}
+		// One line per dead letter, once it is written: the handler's
+		// marks of a batch that failed afterwards are not dead letters.
 		for _, e := range b.raw {
 			if dl, ok := letters[e.id]; ok {
-				c.log.WarnContext(ctx, "redstream: message dead-lettered", "id", e.id.String(), "error", dl.reason)
+				c.log.WarnContext(ctx, "redstream: message dead-lettered", "id", e.id.String(),
+					"dlq_id", added[e.id].Val(), "attempts", dl.attempts, "error", dl.reason)
 			}
 		}
 	}

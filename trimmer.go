@@ -47,8 +47,8 @@ type TrimmerOptions struct {
 	// and `redstream status` read it. Default: DefaultHolder().
 	Holder string
 
-	// Logger receives the trimmer's log lines; repeated errors and the
-	// reason trimming is blocked are logged at most once a minute.
+	// Logger receives the trimmer's log lines; repeated errors are logged
+	// at most once a minute, the reason trimming is blocked once (Info).
 	// Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -146,21 +146,30 @@ func (t *Trimmer) Run(ctx context.Context) error {
 		return err
 	}
 	defer stop()
-	// A consumer without an offset yet is normal at start-up: a warning.
+	// A consumer without an offset yet is normal at start-up, an expected
+	// state: logged at Info, once per blocking consumer, and once when
+	// trimming goes on. TrimmerStats.BlockedBy (the worker's
+	// redstream_trimmer_blocked) tells how long it lasts.
 	var errs logLimiter
-	blocked := logLimiter{warn: true}
+	blockedBy := ""
 	for {
 		_, err := t.Trim(ctx)
 		switch {
 		case ctx.Err() != nil:
 			return nil
 		case errors.Is(err, ErrNoOffset):
-			blocked.fail(ctx, t.log, "redstream: trimming blocked until every consumer has committed an offset", err)
+			if by := t.Stats().BlockedBy; by != blockedBy {
+				t.log.InfoContext(ctx, "redstream: trimming blocked until every consumer has committed an offset", "error", err)
+				blockedBy = by
+			}
 		case err != nil:
 			errs.fail(ctx, t.log, "redstream: trim failed", err)
 		default:
 			errs.recover(ctx, t.log, "redstream: trimmer recovered")
-			blocked.recover(ctx, t.log, "redstream: trimming unblocked")
+			if blockedBy != "" {
+				t.log.InfoContext(ctx, "redstream: trimming unblocked")
+				blockedBy = ""
+			}
 		}
 		if !backoff.Sleep(ctx, t.interval) {
 			return nil

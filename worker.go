@@ -234,7 +234,6 @@ type logLimiter struct {
 	failing    bool
 	last       time.Time
 	suppressed int
-	warn       bool // log failures at Warn, not Error: an expected state
 }
 
 func (e *logLimiter) fail(ctx context.Context, log *slog.Logger, msg string, err error, attrs ...any) {
@@ -247,11 +246,7 @@ func (e *logLimiter) fail(ctx context.Context, log *slog.Logger, msg string, err
 	if e.suppressed > 0 {
 		attrs = append(attrs, "repeated", e.suppressed)
 	}
-	level := slog.LevelError
-	if e.warn {
-		level = slog.LevelWarn
-	}
-	log.Log(ctx, level, msg, attrs...)
+	log.ErrorContext(ctx, msg, attrs...)
 	e.failing, e.last, e.suppressed = true, now, 0
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -51,6 +52,9 @@ type BackfillOptions struct {
 	// estimate for the whole table; -1 when unknown). It runs on the
 	// calling goroutine. Default: none (and nothing is counted).
 	Progress func(rows, total int64)
+	// Logger receives a warning for each row the handler rejected (its
+	// key and the reason). Default: slog.Default().
+	Logger *slog.Logger
 }
 
 // BackfillResult is what a Backfill did, also when it failed.
@@ -162,6 +166,7 @@ func Backfill(ctx context.Context, db *sql.DB, h redstream.Handler, opts Backfil
 	if opts.Progress != nil {
 		total = w.estimate(ctx, res.Last)
 	}
+	log := cmp.Or(opts.Logger, slog.Default())
 	for {
 		ids, err := w.next(ctx, res.Last, size)
 		if err != nil {
@@ -177,7 +182,14 @@ func Backfill(ctx context.Context, db *sql.DB, h redstream.Handler, opts Backfil
 		if err := h.HandleBatch(ctx, b); err != nil {
 			return res, fmt.Errorf("elastic: backfill page after key %q: %w", res.Last, err)
 		}
-		res.DeadLettered += int64(len(b.DeadLettered()))
+		dead := b.DeadLettered()
+		res.DeadLettered += int64(len(dead))
+		for id, reason := range dead {
+			// Synthetic ids: message i of the page has sequence i+1.
+			if i := int(id.Seq) - 1; i >= 0 && i < len(ids) {
+				log.WarnContext(ctx, "elastic: backfill could not index a row", "key", ids[i], "error", reason)
+			}
+		}
 		last := ids[len(ids)-1]
 		if opts.Cursor != nil {
 			if err := opts.Cursor.Save(ctx, last); err != nil {

@@ -265,7 +265,7 @@ func (h *Handler) HandleBatch(ctx context.Context, b *redstream.Batch) error {
 			}
 		}
 		if err != nil {
-			h.log.WarnContext(ctx, "elastic: dead-lettering a message without a usable id", "message", m.ID.String(), "error", err)
+			h.log.DebugContext(ctx, "elastic: dead-lettering a message without a usable id", "message", m.ID.String(), "error", err)
 			b.DeadLetter(m, err)
 			h.stats.dead.Add(1)
 			continue
@@ -297,7 +297,7 @@ func (h *Handler) sync(ctx context.Context, b *redstream.Batch, ids []string, by
 		kept := ids[:0:0]
 		for _, id := range ids {
 			if err, ok := bad[id]; ok {
-				h.log.WarnContext(ctx, "elastic: dead-lettering a message whose id the database refuses", "id", id, "error", err)
+				h.log.DebugContext(ctx, "elastic: dead-lettering a message whose id the database refuses", "id", id, "error", err)
 				for _, m := range byID[id] {
 					b.DeadLetter(m, err)
 					h.stats.dead.Add(1)
@@ -446,7 +446,7 @@ type IDChecker interface {
 }
 
 func (h *Handler) deadLetter(b *redstream.Batch, msgs []redstream.Message, err *ItemError) {
-	h.log.Warn("elastic: dead-lettering a document Elasticsearch rejected",
+	h.log.Debug("elastic: dead-lettering a document Elasticsearch rejected",
 		"id", err.ID, "status", err.Status, "type", err.Type, "reason", err.Reason)
 	for _, m := range msgs {
 		b.DeadLetter(m, err)

@@ -34,6 +34,10 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 	if !ok {
 		return code
 	}
+	if *name == "" {
+		fmt.Fprintln(e.stderr, "redstream backfill: --stream: required")
+		return exitUsage
+	}
 	s := streamByName(cfg, *name)
 	if s == nil {
 		fmt.Fprintf(e.stderr, "redstream backfill: --stream: no configured stream is named %q\n", *name)
@@ -43,33 +47,44 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "redstream backfill: --page: must not be negative")
 		return exitUsage
 	}
+	// fail reports err, or, when a signal ended ctx, that the run
+	// stopped and how to go on; res is what the run did.
+	var res elastic.BackfillResult
+	fail := func(err error) int {
+		if ctx.Err() != nil {
+			e.backfillStopped(res)
+			return exitFailure
+		}
+		return e.fail(err)
+	}
 	svc, err := connect(ctx, cfg, need{redis: true, db: true, es: true}, 0)
 	if err != nil {
-		return e.fail(err)
+		return fail(err)
 	}
 	defer svc.close()
 	log := newLogger(cfg.Log, e.stderr)
 	if err := ensureIndex(ctx, svc.es, s); err != nil {
-		return e.fail(fmt.Errorf("index %s: %w", s.Index, err))
+		return fail(fmt.Errorf("index %s: %w", s.Index, err))
 	}
 	h, err := newHandler(ctx, svc, cfg, s, log)
 	if err != nil {
-		return e.fail(fmt.Errorf("stream %s (table %s): %w", s.Name, s.Table, err))
+		return fail(fmt.Errorf("stream %s (table %s): %w", s.Name, s.Table, err))
 	}
 	cursor := elastic.RedisCursor(svc.rdb, backfillCursorKey(redstream.NewKeys(cfg.Redis.Namespace), s))
 	if *restart {
 		if err := cursor.Clear(ctx); err != nil {
-			return e.fail(err)
+			return fail(err)
 		}
 	} else if c, ok, err := cursor.Load(ctx); err != nil {
-		return e.fail(err)
+		return fail(err)
 	} else if ok {
+		res.Last = c
 		fmt.Fprintf(e.stderr, "redstream backfill: resuming an interrupted run after key %s (--restart starts over)\n", c)
 	}
 	prog := newProgressBar(e.stderr, "backfill "+s.Name)
 	start := time.Now()
 	before := h.Stats()
-	res, err := elastic.Backfill(ctx, svc.db, h, elastic.BackfillOptions{
+	res, err = elastic.Backfill(ctx, svc.db, h, elastic.BackfillOptions{
 		Table:      s.Table,
 		PrimaryKey: s.PrimaryKey,
 		Stream:     s.Name,
@@ -78,13 +93,11 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 		To:         *to,
 		Cursor:     cursor,
 		Progress:   prog.update,
+		Logger:     log,
 	})
 	if err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintf(e.stderr, "\nredstream backfill: interrupted after key %s; run the command again to resume\n", res.Last)
-			return exitFailure
-		}
-		return e.fail(err)
+		prog.end()
+		return fail(err)
 	}
 	prog.done(res.Rows)
 	st := h.Stats()
@@ -95,6 +108,22 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// backfillStopped says that a backfill stopped on a signal, after res,
+// and how to go on: the cursor holds the last key of the last page
+// finished, so the same command resumes after it.
+func (e *env) backfillStopped(res elastic.BackfillResult) {
+	switch {
+	case res.Rows > 0:
+		fmt.Fprintf(e.stderr, "redstream backfill: stopped after %d rows (interrupted), up to key %s; "+
+			"run the same command again to resume after key %s, or add --restart to start over\n", res.Rows, res.Last, res.Last)
+	case res.Last != "":
+		fmt.Fprintf(e.stderr, "redstream backfill: stopped (interrupted) before this run finished a page; "+
+			"run the same command again to resume after key %s, or add --restart to start over\n", res.Last)
+	default:
+		fmt.Fprintln(e.stderr, "redstream backfill: stopped (interrupted) before any row was indexed; run the same command again to start")
+	}
 }
 
 func streamByName(cfg *Config, name string) *StreamConfig {
@@ -156,6 +185,14 @@ func (p *progressBar) update(done, total int64) {
 func (p *progressBar) done(done int64) {
 	if p.tty {
 		p.print(done, time.Now())
+		fmt.Fprintln(p.w)
+	}
+}
+
+// end ends a bar drawn on a terminal with a newline, so that what follows
+// starts a line of its own.
+func (p *progressBar) end() {
+	if p.tty && p.last != p.start {
 		fmt.Fprintln(p.w)
 	}
 }

@@ -121,3 +121,61 @@ func TestDLQListCount(t *testing.T) {
 		t.Errorf("left after the drop: %v, want %v", left, ids[1:4])
 	}
 }
+
+// TestDLQAttempts pins what ATTEMPTS means: the deliveries of the message
+// to the handler before it was dead-lettered. A document Elasticsearch
+// rejects at its first delivery: 1. An entry that is not a message never
+// reaches the handler: 0. A replay is a new message: rejected again, its
+// new dead letter shows 1 again. The worker logs each dead letter once,
+// when it is written, with the same count and the dead letter's id.
+func TestDLQAttempts(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "    delay: 1h\n")
+	ctx := context.Background()
+	w := startBin(t, f.vars, "worker", "--config", f.config)
+	waitReady(t, f.listen)
+
+	good, bad := product{ID: 1, Title: "good"}, product{ID: 2, Title: "bad"}
+	f.es.FailItem("products", "2", 400, "document_parsing_exception", "failed to parse field [price]", 2)
+	f.create(t, &good, &bad)
+	if err := f.rdb.XAdd(ctx, &redis.XAddArgs{Stream: redstream.NewKeys(f.ns).Stream("products"), Values: []any{"other", "x"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "two dead letters", func() bool { return len(f.dlqEntries(t)) == 2 })
+	dl := f.dlqEntries(t)
+	rejected, invalid := dl[0], dl[1]
+	if !strings.Contains(string(rejected.Payload), `"id":2`) || rejected.Attempts != "1" ||
+		invalid.Fields == nil || invalid.Attempts != "0" {
+		t.Fatalf("dead letters: %+v; want product 2's with attempts 1, then the invalid entry with 0", dl)
+	}
+	logged := func() []string {
+		var lines []string
+		for line := range strings.SplitSeq(w.stderr.String(), "\n") {
+			if strings.Contains(line, `msg="redstream: message dead-lettered"`) {
+				lines = append(lines, line)
+			}
+		}
+		return lines
+	}
+	eventually(t, "the dead letters in the log", func() bool { return len(logged()) >= 2 })
+	lines := logged()
+	if len(lines) != 2 ||
+		!strings.Contains(lines[0], "dlq_id="+rejected.DLQID+" attempts=1 ") ||
+		!strings.Contains(lines[1], "dlq_id="+invalid.DLQID+" attempts=0 ") {
+		t.Errorf("log lines of the dead letters:\n%s\nwant one each, with dlq_id and attempts", strings.Join(lines, "\n"))
+	}
+
+	// Replayed and rejected again: a new dead letter, attempts 1.
+	r := runBin(t, f.vars, "dlq", "replay", "--id", rejected.DLQID, "--config", f.config, "--stream", "products")
+	if r.code != 0 {
+		t.Fatalf("dlq replay: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	eventually(t, "the replay's dead letter", func() bool {
+		dl = f.dlqEntries(t)
+		return len(dl) == 2 && dl[1].DLQID != invalid.DLQID
+	})
+	if again := dl[1]; again.DLQID == rejected.DLQID || again.Attempts != "1" || !strings.Contains(string(again.Payload), `"id":2`) {
+		t.Errorf("dead letter of the replayed message: %+v; want a new one with attempts 1", again)
+	}
+	eventually(t, "its line in the log", func() bool { return len(logged()) == 3 })
+}

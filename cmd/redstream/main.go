@@ -9,7 +9,7 @@
 //	redstream backfill --config FILE --stream NAME   index a table from PostgreSQL
 //	redstream verify   --config FILE --stream NAME [--repair]   compare a table with its index
 //	redstream dlq      list|replay|drop --config FILE --stream NAME
-//	redstream version
+//	redstream version  (also --version)
 //
 // Exit codes: 0 success; 1 a runtime failure; 2 a usage or configuration
 // error. docs/OPERATIONS.md describes the configuration and every command.
@@ -23,10 +23,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Exit codes.
@@ -84,6 +88,11 @@ func commands() []command {
 // run is the whole program but for the process: it returns the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	e := &env{getenv: getenv, stdout: stdout, stderr: stderr}
+	// go-redis logs some failures itself (a pool that cannot dial, a
+	// cluster or sentinel lookup that fails) before the call returns the
+	// error we report: its lines go to our log, at debug level, until a
+	// configuration says how to log.
+	routeRedisLog(newLogger(LogConfig{}, stderr))
 	if len(args) == 0 {
 		usage(stderr)
 		return exitUsage
@@ -92,6 +101,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return exitOK
+	case "-version", "--version":
+		return runVersion(ctx, e, args[1:])
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
@@ -111,28 +122,40 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, `Run "redstream <command> -h" for a command's flags.`)
+	fmt.Fprintln(w, `Run "redstream <command> -h" for a command's flags; "redstream --version" prints the version.`)
 }
 
 // flagSet returns a FlagSet for a subcommand that prints its errors and
-// usage to e.stderr.
+// usage to e.stderr. Its name is "redstream <name>".
 func (e *env) flagSet(name, args string) *flag.FlagSet {
 	fs := flag.NewFlagSet("redstream "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "Usage: redstream %s %s\n\nFlags:\n", name, args)
-		fs.PrintDefaults()
+		fmt.Fprintf(e.stderr, "Usage: %s\n", strings.TrimSpace(fs.Name()+" "+args))
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprintf(e.stderr, "\nFlags:\n")
+			fs.PrintDefaults()
+		}
 	}
 	return fs
 }
 
 // parse parses args into fs; it returns false and the exit code when the
-// command must stop (help asked, or a usage error).
+// command must stop (help asked, or a usage error). No command takes
+// arguments after its flags: one is a usage error, never ignored, since
+// it is most often a flag that came too late (after a word the flag
+// package stops at) or a typo.
 func parse(fs *flag.FlagSet, args []string) (int, bool) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK, false
 		}
+		return exitUsage, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q (flags come as --name value; -h lists them)\n", fs.Name(), fs.Arg(0))
 		return exitUsage, false
 	}
 	return 0, true
@@ -151,6 +174,7 @@ func (e *env) loadConfig(path string) (*Config, int, bool) {
 		fmt.Fprintf(e.stderr, "redstream: %v\n", err)
 		return nil, exitUsage, false
 	}
+	routeRedisLog(newLogger(cfg.Log, e.stderr))
 	return cfg, 0, true
 }
 
@@ -158,4 +182,24 @@ func (e *env) loadConfig(path string) (*Config, int, bool) {
 func (e *env) fail(err error) int {
 	fmt.Fprintf(e.stderr, "redstream: %v\n", err)
 	return exitFailure
+}
+
+// routeRedisLog sends go-redis's own log lines to logger, at debug level:
+// they come in another format, and what they say (a pool that cannot
+// dial, a node that does not answer) the error of the call that failed
+// says again, in the command's error or the worker's rate-limited log.
+// go-redis has one logger per process, so the last call wins.
+func routeRedisLog(logger *slog.Logger) {
+	redis.SetLogger(redisLogger{logger.With("logger", "go-redis")})
+}
+
+// redisLogger adapts a *slog.Logger to go-redis's logging interface.
+type redisLogger struct{ log *slog.Logger }
+
+// Printf logs one go-redis line at debug level.
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	if !l.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	l.log.DebugContext(ctx, strings.TrimSpace(fmt.Sprintf(format, v...)))
 }

@@ -7,11 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
+
+	"github.com/elastic/go-elasticsearch/v8"
 
 	"github.com/redstream-go/redstream"
 	"github.com/redstream-go/redstream/elastic"
 )
+
+// verifyDLQLimit bounds how many dead letters per stream `verify --repair`
+// reads to resolve the ones whose record it queues again.
+const verifyDLQLimit = 100_000
 
 // verifyReport is the result of `redstream verify`, as --json prints it.
 type verifyReport struct {
@@ -27,6 +34,15 @@ type verifyReport struct {
 	InSync    bool             `json:"in_sync"`
 	Queued    int64            `json:"queued,omitempty"` // messages --repair queued
 	Repair    bool             `json:"repair"`
+	// With --repair: the index's document count (_count) when verify
+	// started, before it queued anything, and when it ended. Documents
+	// is counted during the walk, in between: it may include documents
+	// the worker synced meanwhile.
+	DocumentsBefore *int64 `json:"documents_before,omitempty"`
+	DocumentsAfter  *int64 `json:"documents_after,omitempty"`
+	// With --repair: the dead letters of the stream's consumer that
+	// verify dropped because it queued their record again.
+	DeadLettersResolved int64 `json:"dead_letters_resolved,omitempty"`
 }
 
 func runVerify(ctx context.Context, e *env, args []string) int {
@@ -40,10 +56,6 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 	keyField := fs.String("key-field", "", "document `field` holding the primary key, to walk the index in key order\n(default: the primary key column; its keyword sub-field when it is text)")
 	if code, ok := parse(fs, args); !ok {
 		return code
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(e.stderr, "redstream verify: unexpected argument %q\n", fs.Arg(0))
-		return exitUsage
 	}
 	cfg, code, ok := e.loadConfig(*path)
 	if !ok {
@@ -86,18 +98,29 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 	if *show == 0 {
 		opts.Sample = -1 // elastic: 0 is the default
 	}
+	var (
+		before  int64
+		letters *requeuedLetters
+	)
 	if *repair {
 		p, err := redstream.NewProducer(svc.rdb, &redstream.ProducerOptions{Namespace: cfg.Redis.Namespace})
 		if err != nil {
 			return e.fail(err)
 		}
-		opts.Repair = elastic.Requeue(p, s.Name, s.Shards)
+		if before, err = countDocuments(ctx, svc.es, s.Index); err != nil {
+			return e.fail(fmt.Errorf("verify %s: count the documents of index %s: %w", s.Name, s.Index, err))
+		}
+		if letters, err = readDeadLetters(ctx, e, svc, cfg, s); err != nil {
+			return e.fail(fmt.Errorf("verify %s: %w", s.Name, err))
+		}
+		opts.Repair = letters.watch(elastic.Requeue(p, s.Name, s.Shards))
 	}
 	rep, err := elastic.Verify(ctx, svc.db, svc.es, loader, opts)
+	resolved, rerr := letters.resolve(ctx) // also after a failed walk: what it queued supersedes them
 	if kf := (*elastic.KeyFieldError)(nil); errors.As(err, &kf) {
 		return e.fail(fmt.Errorf("verify %s: %s; name a keyword or numeric field holding the key with --key-field", s.Name, kf.Reason))
 	}
-	if err != nil {
+	if err = errors.Join(err, rerr); err != nil {
 		return e.fail(fmt.Errorf("verify %s: %w", s.Name, err))
 	}
 	r := &verifyReport{
@@ -105,6 +128,14 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		Missing: listed(rep.Missing), Extra: listed(rep.Extra), Stale: listed(rep.Stale),
 		Versioned: s.VersionColumn != "" || rep.Versioned,
 		InSync:    rep.InSync(), Queued: rep.Repaired, Repair: *repair,
+		DeadLettersResolved: resolved,
+	}
+	if *repair {
+		after, err := countDocuments(ctx, svc.es, s.Index)
+		if err != nil {
+			return e.fail(fmt.Errorf("verify %s: count the documents of index %s: %w", s.Name, s.Index, err))
+		}
+		r.DocumentsBefore, r.DocumentsAfter = &before, &after
 	}
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
@@ -131,7 +162,14 @@ func listed(s elastic.IDSample) elastic.IDSample {
 }
 
 func (r *verifyReport) print(w io.Writer) {
-	fmt.Fprintf(w, "verify %s: %d rows in PostgreSQL, %d documents in index %s\n", r.Stream, r.Rows, r.Documents, r.Index)
+	if r.DocumentsBefore != nil && r.Queued > 0 {
+		// The walk's count may include what the worker synced from the
+		// queue meanwhile: the count before the repair goes with the
+		// differences found.
+		fmt.Fprintf(w, "verify %s: %d rows in PostgreSQL, %d documents in index %s before the repair\n", r.Stream, r.Rows, *r.DocumentsBefore, r.Index)
+	} else {
+		fmt.Fprintf(w, "verify %s: %d rows in PostgreSQL, %d documents in index %s\n", r.Stream, r.Rows, r.Documents, r.Index)
+	}
 	line := func(label string, s elastic.IDSample, what string) {
 		fmt.Fprintf(w, "  %-8s %d", label+":", s.Count)
 		if s.Count > 0 {
@@ -158,7 +196,126 @@ func (r *verifyReport) print(w io.Writer) {
 		fmt.Fprintln(w, "in sync")
 	case r.Repair:
 		fmt.Fprintf(w, "differ: queued %d ids on stream %s; the worker syncs them\n", r.Queued, r.Stream)
+		if r.DeadLettersResolved > 0 {
+			fmt.Fprintf(w, "dead letters: dropped %d whose record was queued again (a failing one is dead-lettered anew)\n", r.DeadLettersResolved)
+		}
+		if r.DocumentsAfter != nil {
+			fmt.Fprintf(w, "after the repair: %d documents in index %s when verify ended; run verify again once the worker has caught up\n", *r.DocumentsAfter, r.Index)
+		}
 	default:
 		fmt.Fprintln(w, "differ (--repair queues the differing ids for the worker)")
 	}
+}
+
+// countDocuments returns the number of documents in index (_count); 0
+// when there is no such index.
+func countDocuments(ctx context.Context, es *elasticsearch.Client, index string) (int64, error) {
+	res, err := es.Count(es.Count.WithContext(ctx), es.Count.WithIndex(index))
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	switch {
+	case res.StatusCode == http.StatusNotFound:
+		return 0, nil
+	case res.IsError():
+		return 0, fmt.Errorf("%s %s", res.Status(), readBody(res.Body))
+	}
+	var c struct {
+		Count int64 `json:"count"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&c); err != nil {
+		return 0, fmt.Errorf("decode _count: %w", err)
+	}
+	return c.Count, nil
+}
+
+// requeuedLetters resolves, for `verify --repair`, the dead letters of
+// the stream's indexing consumer whose record verify queues again: the
+// queued message names the same record, so the worker re-reads the row
+// and writes it, or dead-letters it anew if it still fails. The old dead
+// letter is then only noise, and is dropped once its record is queued
+// (never before: the record is always in one of the two). A nil
+// *requeuedLetters does nothing.
+type requeuedLetters struct {
+	byRecord map[string][]dlqEntry // record id → its dead letters
+	matched  []dlqEntry            // dead letters of queued records
+}
+
+type dlqEntry struct {
+	q  *redstream.DeadLetterQueue
+	id redstream.ID
+}
+
+// readDeadLetters reads the dead letters of s's consumer on each of its
+// streams, at most verifyDLQLimit each, by the record id of their payload.
+func readDeadLetters(ctx context.Context, e *env, svc *services, cfg *Config, s *StreamConfig) (*requeuedLetters, error) {
+	keys := redstream.NewKeys(cfg.Redis.Namespace)
+	l := &requeuedLetters{byRecord: map[string][]dlqEntry{}}
+	for _, stream := range s.Streams() {
+		q, err := redstream.NewDeadLetterQueue(svc.rdb, keys, stream, s.Consumer)
+		if err != nil {
+			return nil, err
+		}
+		var after redstream.ID
+		for n := 0; ; {
+			page, err := q.Read(ctx, after, dlqPage)
+			if err != nil {
+				return nil, err
+			}
+			for _, d := range page {
+				if !d.HasPayload {
+					continue // not a message: no record to queue
+				}
+				if id, err := elastic.MessageID([]byte(d.Payload)); err == nil {
+					l.byRecord[id] = append(l.byRecord[id], dlqEntry{q, d.DLQID})
+				}
+			}
+			if n += len(page); len(page) < dlqPage {
+				break
+			}
+			if n >= verifyDLQLimit {
+				fmt.Fprintf(e.stderr, "redstream verify: %s holds more than %d dead letters; only the first %d are resolved when their record is queued\n", q.Key(), n, n)
+				break
+			}
+			after = page[len(page)-1].DLQID
+		}
+	}
+	return l, nil
+}
+
+// watch returns repair, noting the dead letters of the records it queues.
+func (l *requeuedLetters) watch(repair elastic.RepairFunc) elastic.RepairFunc {
+	return func(ctx context.Context, ids []any) error {
+		if err := repair(ctx, ids); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			k := fmt.Sprint(id) // a json.Number or a string: the key as text
+			l.matched = append(l.matched, l.byRecord[k]...)
+			delete(l.byRecord, k)
+		}
+		return nil
+	}
+}
+
+// resolve drops the dead letters of the queued records and returns how
+// many it dropped; one replayed or dropped meanwhile by someone else is
+// skipped.
+func (l *requeuedLetters) resolve(ctx context.Context) (int64, error) {
+	if l == nil {
+		return 0, nil
+	}
+	var n int64
+	for _, d := range l.matched {
+		err := d.q.Drop(ctx, d.id)
+		switch {
+		case errors.Is(err, redstream.ErrNoDeadLetter):
+		case err != nil:
+			return n, fmt.Errorf("resolve dead letters: %w", err)
+		default:
+			n++
+		}
+	}
+	return n, nil
 }

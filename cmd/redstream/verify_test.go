@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
 	"github.com/redstream-go/redstream"
@@ -133,10 +134,42 @@ func TestVerify(t *testing.T) {
 		}
 	}
 
-	// --repair queues the four ids and still exits 1.
+	// Dead letters: of records 11 and 3, which --repair queues again; of
+	// record 1, in sync; one without a payload.
+	dlq := redstream.NewKeys(f.ns).DeadLetter("products", "indexer")
+	dead := map[string]string{}
+	for _, v := range []string{`{"id":11}`, `{"id":3}`, `{"id":1}`, ""} {
+		values := []any{"id", "1-1", "stream", "products", "consumer", "indexer", "error", "rejected", "attempts", 1}
+		if v != "" {
+			values = append(values, "payload", v)
+		} else {
+			values = append(values, "fields", `{"other":"x"}`)
+		}
+		id, err := f.rdb.XAdd(ctx, &redis.XAddArgs{Stream: dlq, Values: values}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead[v] = id
+	}
+
+	// --repair queues the four ids and still exits 1. It reports the
+	// index's count before it queued anything and when it ended, and
+	// drops the dead letters of the records it queued.
 	rep, r = f.verify(t, "--repair")
 	if r.code != exitFailure || rep.Queued != 4 {
 		t.Fatalf("repair: exit %d, report %+v", r.code, rep)
+	}
+	if rep.DocumentsBefore == nil || *rep.DocumentsBefore != 10 || rep.DocumentsAfter == nil || *rep.DocumentsAfter != 10 ||
+		rep.DeadLettersResolved != 2 {
+		t.Errorf("repair: documents before %v, after %v, dead letters resolved %d; want 10, 10 (no worker runs), 2",
+			rep.DocumentsBefore, rep.DocumentsAfter, rep.DeadLettersResolved)
+	}
+	var left []string
+	for _, d := range f.dlqEntries(t) {
+		left = append(left, d.DLQID)
+	}
+	if got, want := sample(left...), sample(dead[`{"id":1}`], dead[""]); got != want {
+		t.Errorf("dead letters left after the repair: %s, want %s (record 1's and the one without a payload)", got, want)
 	}
 	msgs, err := f.rdb.XRange(ctx, redstream.NewKeys(f.ns).Stream("products"), "-", "+").Result()
 	if err != nil {
@@ -148,6 +181,16 @@ func TestVerify(t *testing.T) {
 	}
 	if got, want := sample(payloads...), sample(`{"id":3}`, `{"id":11}`, `{"id":5}`, `{"id":999}`); got != want { // walk order
 		t.Errorf("queued payloads %s, want %s", got, want)
+	}
+	text = runBin(t, f.vars, "verify", "--repair", "--config", f.config, "--stream", "products")
+	for _, want := range []string{
+		"verify products: 11 rows in PostgreSQL, 10 documents in index products before the repair\n",
+		"differ: queued 4 ids on stream products; the worker syncs them\n",
+		"after the repair: 10 documents in index products when verify ended; run verify again once the worker has caught up\n",
+	} {
+		if !strings.Contains(text.stdout, want) {
+			t.Errorf("verify --repair (text) lacks %q:\n%s", want, text.stdout)
+		}
 	}
 
 	// The worker syncs them.
