@@ -2,12 +2,18 @@
 # the tests need, then vets, format-checks, lints and tests every package.
 #
 #   make test       services + vet + gofmt check + staticcheck + go test -race
+#   make build      the redstream binary, ./redstream, stamped with the git
+#                   revision (VERSION=v1.2.3 sets the version it prints)
 #   make test-es    the same for ./elastic/... (needs ELASTICSEARCH_URL)
 #   make services   ensure PostgreSQL, Redis and the Redis Cluster answer
 #                   (scripts/services.sh)
 #   make cluster    ensure the local Redis Cluster answers; make cluster
 #                   CLUSTER=stop|status stops it or reports on it
 #                   (scripts/redis-cluster.sh)
+#   make sentinel   ensure the local Redis Sentinel deployment (a master, its
+#                   replica, a sentinel) answers, healthy; make sentinel
+#                   SENTINEL=stop|status stops it or reports on it
+#                   (scripts/redis-sentinel.sh)
 #   make fuzz       every fuzz target for FUZZTIME each (seeds in testdata/fuzz)
 #   make chaos      the long chaos run (make test runs a short one); see
 #                   docs/RELIABILITY.md
@@ -36,13 +42,26 @@ REDIS_CLUSTER_PORTS ?= 30001 30002 30003
 comma := ,
 REDIS_CLUSTER_ADDRS ?= $(subst $() ,$(comma),$(addprefix 127.0.0.1:,$(strip $(REDIS_CLUSTER_PORTS))))
 export DATABASE_URL REDIS_URL REDIS_CLUSTER_PORTS REDIS_CLUSTER_ADDRS
+# The sentinel and the two data nodes scripts/redis-sentinel.sh starts for
+# the Sentinel tests; a failover swaps which node is the master.
+REDIS_SENTINEL_PORT ?= 30126
+REDIS_SENTINEL_NODE_PORTS ?= 30101 30102
+REDIS_SENTINEL_MASTER ?= redstream
+REDIS_SENTINEL_ADDRS ?= 127.0.0.1:$(strip $(REDIS_SENTINEL_PORT))
+export REDIS_SENTINEL_PORT REDIS_SENTINEL_NODE_PORTS REDIS_SENTINEL_MASTER REDIS_SENTINEL_ADDRS
 # make test-es reads ELASTICSEARCH_URL from the environment or the command
 # line (make test-es ELASTICSEARCH_URL=...), which make passes on by itself.
 
-.PHONY: test test-es services cluster vet fmt fmt-check lint bench fuzz demo chaos
+.PHONY: build test test-es services cluster sentinel vet fmt fmt-check lint bench fuzz demo chaos
 
 test: services vet fmt-check lint
 	$(GO) test $(TEST_FLAGS) ./...
+
+# -buildvcs=auto records the git revision (redstream version prints it)
+# even when GOFLAGS says -buildvcs=false.
+VERSION ?=
+build:
+	$(GO) build -buildvcs=auto $(if $(VERSION),-ldflags "-X main.version=$(VERSION)") -o redstream ./cmd/redstream
 
 test-es: services
 	@if [[ -z "$${ELASTICSEARCH_URL:-}" ]]; then \
@@ -62,6 +81,11 @@ CLUSTER ?= start
 
 cluster:
 	@bash scripts/redis-cluster.sh $(CLUSTER)
+
+SENTINEL ?= start
+
+sentinel:
+	@bash scripts/redis-sentinel.sh $(SENTINEL)
 
 vet:
 	$(GO) vet ./...
@@ -85,6 +109,10 @@ lint:
 # make bench: the Go benchmarks matching BENCH, BENCH_COUNT times each
 # for BENCH_TIME, then the scenarios BENCH_SCENARIOS of the bench command
 # (go run ./internal/bench), BENCH_RUNS runs each, with BENCH_FLAGS.
+# The Go benchmarks run as BENCH_COUNT passes of one count each, so that
+# the variants of a benchmark (delay=keep and delay=ack, ...) run side by
+# side in every pass rather than one after the other's five counts; then
+# benchstat prints the medians, and the keep/ack variants side by side.
 # BENCH=none skips the Go benchmarks, BENCH_SCENARIOS=none the command.
 # BENCH_SHORT=1 is a quick pass: one count, short bench times, and the
 # command's -short (3 runs, smaller sizes) unless those are set.
@@ -103,8 +131,11 @@ BENCHSTAT = $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9
 
 bench: services
 	@if [[ "$(BENCH)" != none ]]; then \
-		$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCH_TIME) -count $(BENCH_COUNT) -timeout 60m ./... | tee bench.out; \
+		for pass in $$(seq $(BENCH_COUNT)); do \
+			$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCH_TIME) -count 1 -timeout 60m ./... || exit 1; \
+		done | tee bench.out; \
 		$(BENCHSTAT) bench.out; \
+		if grep -q '/delay=' bench.out; then $(BENCHSTAT) -col /delay -filter '/delay:(keep OR ack)' bench.out; fi; \
 	fi
 	@if [[ "$(BENCH_SCENARIOS)" != none ]]; then \
 		$(GO) run ./internal/bench $(if $(BENCH_RUNS),-runs $(BENCH_RUNS)) $(BENCH_FLAGS) $(BENCH_SCENARIOS) | tee bench-figures.out; \
