@@ -1,7 +1,9 @@
 # Development tasks. `make test` is the test command: it starts the services
 # the tests need, then vets, format-checks, lints and tests every package.
 #
-#   make test       services + vet + gofmt check + staticcheck + go test -race
+#   make test       services + vet + gofmt check + staticcheck + go test -race,
+#                   with the OpenSearch node up (started and stopped around
+#                   the tests unless it was already running)
 #   make build      the redstream binary, ./redstream, stamped with the git
 #                   revision (VERSION=v1.2.3 sets the version it prints)
 #   make test-es    the same for ./elastic/... (needs ELASTICSEARCH_URL)
@@ -14,6 +16,10 @@
 #                   replica, a sentinel) answers, healthy; make sentinel
 #                   SENTINEL=stop|status stops it or reports on it
 #                   (scripts/redis-sentinel.sh)
+#   make opensearch start the OpenSearch node of the tests unless it is up
+#                   (building its launcher in opensearch/ with Maven first);
+#                   prints OPENSEARCH_URL=http://127.0.0.1:PORT last.
+#                   make opensearch-stop stops it (scripts/opensearch.sh)
 #   make fuzz       every fuzz target for FUZZTIME each (seeds in testdata/fuzz)
 #   make chaos      the long chaos run (make test runs a short one); see
 #                   docs/RELIABILITY.md
@@ -52,10 +58,10 @@ export REDIS_SENTINEL_PORT REDIS_SENTINEL_NODE_PORTS REDIS_SENTINEL_MASTER REDIS
 # make test-es reads ELASTICSEARCH_URL from the environment or the command
 # line (make test-es ELASTICSEARCH_URL=...), which make passes on by itself.
 
-.PHONY: build test test-es services cluster sentinel vet fmt fmt-check lint bench fuzz demo chaos
+.PHONY: build test test-es services cluster sentinel opensearch opensearch-stop vet fmt fmt-check lint bench fuzz demo chaos
 
 test: services vet fmt-check lint
-	$(GO) test $(TEST_FLAGS) ./...
+	bash scripts/opensearch.sh run $(GO) test $(TEST_FLAGS) ./...
 
 # -buildvcs=auto records the git revision (redstream version prints it)
 # even when GOFLAGS says -buildvcs=false.
@@ -86,6 +92,12 @@ SENTINEL ?= start
 
 sentinel:
 	@bash scripts/redis-sentinel.sh $(SENTINEL)
+
+opensearch:
+	@bash scripts/opensearch.sh start
+
+opensearch-stop:
+	@bash scripts/opensearch.sh stop
 
 vet:
 	$(GO) vet ./...
