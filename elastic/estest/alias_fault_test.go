@@ -114,11 +114,11 @@ func TestFailNextAndClientRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.FailNext(1, 500)
-	r := call(t, nr, "GET", "/", "")
+	r := call(t, &client{Client: nr}, "GET", "/", "")
 	expectStatus(t, r, 500)
 	expectEq(t, "has error type", r.str("error.type") != "", true)
 	s.FailNext(1, 503)
-	r = call(t, nr, "GET", "/", "")
+	r = call(t, &client{Client: nr}, "GET", "/", "")
 	expectStatus(t, r, 503)
 	expectEq(t, "type", r.str("error.type"), "cluster_block_exception")
 }

@@ -27,7 +27,7 @@ func TestDropBulkNext(t *testing.T) {
 
 	s.DropBulkNext(1)
 	// Not a bulk request: served, and the fault is still pending.
-	if r := call(t, nr, "GET", "/", ""); r.status != 200 {
+	if r := call(t, &client{Client: nr}, "GET", "/", ""); r.status != 200 {
 		t.Fatalf("GET / with a bulk drop pending: %d", r.status)
 	}
 	res, err := nr.Bulk(strings.NewReader(body.String()))

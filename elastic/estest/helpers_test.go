@@ -18,12 +18,72 @@ import (
 	"github.com/elastic/go-elasticsearch/v8"
 )
 
-// target returns the client the test talks to: a client for the cluster at
-// ELASTICSEARCH_URL when it is set (and a nil *Server), or a client for a
-// fresh test server. Credentials may be given in the URL's user info;
-// ELASTICSEARCH_CA_CERT names a PEM file for HTTPS clusters.
-func target(t *testing.T) (*elasticsearch.Client, *Server) {
+// engine is what a test talks to.
+type engine int
+
+const (
+	// engineTest is a fresh test server of this package.
+	engineTest engine = iota
+	// engineElasticsearch is the cluster at ELASTICSEARCH_URL.
+	engineElasticsearch
+	// engineOpenSearch is the OpenSearch node at OPENSEARCH_URL; only the
+	// subtests of TestOpenSearch talk to it.
+	engineOpenSearch
+)
+
+// client is a test's connection to its engine. For Elasticsearch and the
+// test server, requests go through the go-elasticsearch client (so its
+// product check applies); OpenSearch sends no X-Elastic-Product header,
+// which that client refuses, so requests to it are plain HTTP and the
+// embedded client must not be used.
+type client struct {
+	*elasticsearch.Client
+	engine engine
+	url    string // the engine's base URL, for plain HTTP
+}
+
+// openSearch reports whether the test talks to a real OpenSearch node,
+// whose answer differs from Elasticsearch 8's where a test says so.
+func (c *client) openSearch() bool { return c.engine == engineOpenSearch }
+
+// docParseError is the error type of a document that does not fit its
+// mapping: ES 8 throws DocumentParsingException, OpenSearch (like ES 7)
+// MapperParsingException.
+func (c *client) docParseError() string {
+	if c.openSearch() {
+		return "mapper_parsing_exception"
+	}
+	return "document_parsing_exception"
+}
+
+// docParseReason is the reason of such an error: ES 8 prefixes it with the
+// [line:col] of the offending value, OpenSearch does not.
+func (c *client) docParseReason(at, reason string) string {
+	if c.openSearch() {
+		return reason
+	}
+	return "[" + at + "] " + reason
+}
+
+// target returns the client the test talks to: for a subtest of
+// TestOpenSearch, the OpenSearch node at OPENSEARCH_URL; otherwise a client
+// for the cluster at ELASTICSEARCH_URL when it is set (and a nil *Server),
+// or a client for a fresh test server. Credentials may be given in the
+// URL's user info; ELASTICSEARCH_CA_CERT names a PEM file for HTTPS
+// clusters.
+func target(t *testing.T) (*client, *Server) {
 	t.Helper()
+	if strings.HasPrefix(t.Name(), openSearchTest+"/") {
+		u := os.Getenv("OPENSEARCH_URL")
+		if u == "" {
+			t.Fatal("OPENSEARCH_URL is not set")
+		}
+		c, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{u}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &client{Client: c, engine: engineOpenSearch, url: strings.TrimSuffix(u, "/")}, nil
+	}
 	if u := os.Getenv("ELASTICSEARCH_URL"); u != "" {
 		cfg := elasticsearch.Config{Addresses: []string{u}}
 		if p := os.Getenv("ELASTICSEARCH_CA_CERT"); p != "" {
@@ -37,10 +97,10 @@ func target(t *testing.T) (*elasticsearch.Client, *Server) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return c, nil
+		return &client{Client: c, engine: engineElasticsearch, url: strings.TrimSuffix(u, "/")}, nil
 	}
 	s := New(t)
-	return s.Client(t), s
+	return &client{Client: s.Client(t), engine: engineTest, url: s.URL}, s
 }
 
 // needServer skips a test that relies on fault injection or inspection when
@@ -58,13 +118,13 @@ func needServer(t *testing.T, s *Server) {
 }
 
 // indexName returns a unique index name, deleted when the test ends.
-func indexName(t *testing.T, c *elasticsearch.Client) string {
+func indexName(t *testing.T, c *client) string {
 	t.Helper()
 	b := make([]byte, 6)
 	rand.Read(b)
 	name := "t-" + hex.EncodeToString(b)
 	t.Cleanup(func() {
-		res, err := c.Indices.Delete([]string{name}, c.Indices.Delete.WithIgnoreUnavailable(true))
+		res, err := c.do(http.MethodDelete, "/"+name+"?ignore_unavailable=true", nil, nil)
 		if err == nil {
 			res.Body.Close()
 		}
@@ -169,29 +229,24 @@ func decode(t testing.TB, raw []byte) any {
 	return v
 }
 
-// call sends a raw request through the client's transport (so the product
-// check and retries apply) and decodes the answer.
-func call(t testing.TB, c *elasticsearch.Client, method, path, body string, hdr ...string) *resp {
+// call sends a raw request to the engine and decodes the answer. Headers
+// come in name, value pairs; an empty value removes the header.
+func call(t testing.TB, c *client, method, path, body string, hdr ...string) *resp {
 	t.Helper()
 	var rd io.Reader
+	h := http.Header{}
 	if body != "" {
 		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(context.Background(), method, path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
+		h.Set("Content-Type", "application/json")
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		if hdr[i+1] == "" {
-			req.Header.Del(hdr[i])
+			h.Del(hdr[i])
 		} else {
-			req.Header.Set(hdr[i], hdr[i+1])
+			h.Set(hdr[i], hdr[i+1])
 		}
 	}
-	res, err := c.Perform(req)
+	res, err := c.do(method, path, rd, h)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -207,8 +262,28 @@ func call(t testing.TB, c *elasticsearch.Client, method, path, body string, hdr 
 	return r
 }
 
+// do sends a request: through the go-elasticsearch client's transport (so
+// the product check and retries apply), or as plain HTTP to OpenSearch.
+func (c *client) do(method, path string, body io.Reader, h http.Header) (*http.Response, error) {
+	u := path
+	if c.openSearch() {
+		u = c.url + path
+	}
+	req, err := http.NewRequestWithContext(context.Background(), method, u, body)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	if c.openSearch() {
+		return http.DefaultClient.Do(req)
+	}
+	return c.Perform(req)
+}
+
 // bulk sends an NDJSON body to _bulk.
-func bulk(t testing.TB, c *elasticsearch.Client, path string, lines ...string) *resp {
+func bulk(t testing.TB, c *client, path string, lines ...string) *resp {
 	t.Helper()
 	return call(t, c, "POST", path, strings.Join(lines, "\n")+"\n", "Content-Type", "application/x-ndjson")
 }
@@ -228,7 +303,7 @@ func expectEq(t testing.TB, what string, got, want any) {
 }
 
 // mustCreate creates an index with an optional body.
-func mustCreate(t testing.TB, c *elasticsearch.Client, name, body string) {
+func mustCreate(t testing.TB, c *client, name, body string) {
 	t.Helper()
 	r := call(t, c, "PUT", "/"+name, body)
 	expectStatus(t, r, 200)

@@ -2,14 +2,13 @@ package estest
 
 import (
 	"fmt"
-	"github.com/elastic/go-elasticsearch/v8"
 	"strings"
 	"testing"
 )
 
 // seed indexes n documents {"id": i, "name": "name-%03d", "even": bool,
 // "title": "Doc number i"} and refreshes.
-func seed(t *testing.T, c *elasticsearch.Client, idx string, n int) {
+func seed(t *testing.T, c *client, idx string, n int) {
 	t.Helper()
 	var lines []string
 	for i := 1; i <= n; i++ {
@@ -192,6 +191,13 @@ func TestSortOnIDIsRejected(t *testing.T) {
 	idx := indexName(t, c)
 	seed(t, c, idx, 3)
 	r := call(t, c, "POST", "/"+idx+"/_search", `{"sort":[{"_id":"asc"}]}`)
+	if c.openSearch() {
+		// indices.id_field_data.enabled defaults to true in OpenSearch
+		// (false in ES 8): sorting on _id works.
+		expectStatus(t, r, 200)
+		expectEq(t, "by _id", hitIDs(r), []string{"d1", "d2", "d3"})
+		return
+	}
 	expectStatus(t, r, 400)
 	const msg = "Fielddata access on the _id field is disallowed, you can re-enable it by updating the dynamic cluster setting: indices.id_field_data.enabled"
 	expectEq(t, "type", r.str("error.type"), "search_phase_execution_exception")
@@ -223,6 +229,10 @@ func TestSortOnTextIsRejected(t *testing.T) {
 	reason := r.str("error.root_cause.0.reason")
 	if !strings.Contains(reason, "Text fields are not optimised for operations that require per-document field data like aggregations and sorting, so these operations are disabled by default. Please use a keyword field instead.") {
 		t.Fatalf("reason %q", reason)
+	}
+	if c.openSearch() {
+		// ES 8 names the field and index first; OpenSearch does not.
+		expectEq(t, "reason", reason, "Text fields are not optimised for operations that require per-document field data like aggregations and sorting, so these operations are disabled by default. Please use a keyword field instead. Alternatively, set fielddata=true on [title] in order to load field data by uninverting the inverted index. Note that this can use significant memory.")
 	}
 	if s != nil {
 		expectEq(t, "reason", reason, "Fielddata is disabled on [title] in ["+idx+"]. Text fields are not optimised for operations that require per-document field data like aggregations and sorting, so these operations are disabled by default. Please use a keyword field instead. Alternatively, set fielddata=true on [title] in order to load field data by uninverting the inverted index. Note that this can use significant memory.")
