@@ -16,7 +16,8 @@
 #                                 with CMD's status (make test uses this)
 #
 # Environment: OPENSEARCH_DIR (state: pid, url, node.log, home; default
-# ${TMPDIR:-/tmp}/redstream-opensearch), OPENSEARCH_PORT (HTTP port; default
+# ${TMPDIR:-/tmp}/redstream-opensearch-N, N a checksum of the checkout's
+# path), OPENSEARCH_PORT (HTTP port; default
 # a free one, read from the node's ports file), OPENSEARCH_HEAP (default 1g),
 # OPENSEARCH_JAVA_OPTS (more JVM options), OPENSEARCH_WAIT_SECONDS (default
 # 300).
@@ -28,7 +29,9 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PROJECT=$ROOT/opensearch
-STATE=${OPENSEARCH_DIR:-${TMPDIR:-/tmp}/redstream-opensearch}
+# One node per checkout: make test in one checkout never stops the node
+# that a run in another one is using.
+STATE=${OPENSEARCH_DIR:-${TMPDIR:-/tmp}/redstream-opensearch-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)}
 PORT=${OPENSEARCH_PORT:-0}
 HEAP=${OPENSEARCH_HEAP:-1g}
 # C1 only and the serial collector: the node starts sooner and a test run
