@@ -106,7 +106,9 @@
 //
 //   - One node, one shard per index: number_of_shards is recorded and
 //     reported but documents are not distributed, routing is stored and
-//     returned but does not select a shard, replicas are never assigned
+//     returned but does not select a shard (a mapping's "_routing":
+//     {"required": true} is enforced: a read or write by id without a
+//     routing fails with routing_missing_exception), replicas are never assigned
 //     (_shards.successful is 1, health is yellow when replicas are asked for).
 //   - Queries: match_all, match_none, ids, term, terms (no lookup), match
 //     (operator or/and; no fuzziness or minimum_should_match), bool (integer

@@ -197,6 +197,15 @@ func handleUpdateDoc(rc *reqCtx) (int, any, *esError) {
 var getParams = []string{"refresh", "routing", "preference", "realtime", "stored_fields", "_source",
 	"_source_includes", "_source_excludes", "version", "version_type"}
 
+// needRouting fails a read by id without a routing when the index's mapping
+// requires one.
+func needRouting(rc *reqCtx, ix *index, id string) *esError {
+	if r, _ := rc.q.get("routing"); r == "" && ix.mapping.routingRequired() {
+		return errRoutingMissing(ix.name, id)
+	}
+	return nil
+}
+
 // docLookup reads one document for GET/HEAD/_source/_mget.
 func (h *Handler) docLookup(ix *index, id string, realtime bool, refresh bool) *docVersion {
 	now := h.now()
@@ -237,6 +246,9 @@ func handleGetDoc(rc *reqCtx) (int, any, *esError) {
 		return 0, nil, err
 	}
 	id := rc.path["id"]
+	if err := needRouting(rc, ix, id); err != nil {
+		return 0, nil, err
+	}
 	d := h.docLookup(ix, id, realtime, refresh)
 	if d == nil {
 		return 404, obj("_index", ix.name, "_id", id, "found", false), nil
@@ -280,6 +292,9 @@ func handleGetSource(rc *reqCtx) (int, any, *esError) {
 	if err != nil {
 		return 0, nil, err
 	}
+	if err := needRouting(rc, ix, rc.path["id"]); err != nil {
+		return 0, nil, err
+	}
 	d := h.docLookup(ix, rc.path["id"], realtime, refresh)
 	if d == nil {
 		return 0, nil, newErr(404, "resource_not_found_exception", "Document not found [%s]/[%s]", ix.name, rc.path["id"])
@@ -313,9 +328,10 @@ func handleMget(rc *reqCtx) (int, any, *esError) {
 		return 0, nil, err
 	}
 	defIndex := rc.path["index"]
+	defRouting, _ := rc.q.get("routing")
 	type item struct {
-		index, id string
-		sf        *sourceFilter
+		index, id, routing string
+		sf                 *sourceFilter
 	}
 	var items []item
 	for _, m := range body.M {
@@ -330,7 +346,7 @@ func handleMget(rc *reqCtx) (int, any, *esError) {
 				if !ok {
 					return 0, nil, newErr(400, "parsing_exception", "docs array element should include an object")
 				}
-				it := item{index: defIndex, sf: defSF}
+				it := item{index: defIndex, routing: defRouting, sf: defSF}
 				for _, f := range d.M {
 					switch f.Key {
 					case "_index":
@@ -343,7 +359,9 @@ func handleMget(rc *reqCtx) (int, any, *esError) {
 							return 0, nil, err
 						}
 						it.sf = sf
-					case "routing", "_routing", "stored_fields", "version", "version_type":
+					case "routing", "_routing":
+						it.routing = scalarText(f.Val)
+					case "stored_fields", "version", "version_type":
 					default:
 						return 0, nil, newErr(400, "parsing_exception", "unknown key [%s] for a %s in [docs].", f.Key, tokenName(f.Val))
 					}
@@ -364,7 +382,7 @@ func handleMget(rc *reqCtx) (int, any, *esError) {
 						return 0, nil, newErr(400, "parsing_exception", "ids array element should only contain ids")
 					}
 				}
-				items = append(items, item{index: defIndex, id: s, sf: defSF})
+				items = append(items, item{index: defIndex, id: s, routing: defRouting, sf: defSF})
 			}
 		default:
 			return 0, nil, newErr(400, "parsing_exception", "unknown key [%s] for a %s, expected [docs] or [ids]", m.Key, tokenName(m.Val))
@@ -394,6 +412,12 @@ func handleMget(rc *reqCtx) (int, any, *esError) {
 		if err != nil {
 			e := obj("_index", it.index, "_id", it.id)
 			e.set("error", err.body().M[0].Val)
+			docs[i] = e
+			continue
+		}
+		if it.routing == "" && ix.mapping.routingRequired() {
+			e := obj("_index", ix.name, "_id", it.id)
+			e.set("error", errRoutingMissing(ix.name, it.id).body().M[0].Val)
 			docs[i] = e
 			continue
 		}

@@ -1,6 +1,7 @@
 package estest
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -125,6 +126,14 @@ func TestGetDoc(t *testing.T) {
 	expectEq(t, "reason", r.str("error.reason"), "no such index ["+idx+"]")
 	expectEq(t, "index", r.str("error.index"), idx)
 	expectShape(t, r, "index_not_found.json")
+	// ES 8 names every missing single index "index_or_alias"; OpenSearch,
+	// resolving a GET's index without wildcards, "index_expression".
+	resourceType := "index_or_alias"
+	if c.openSearch() {
+		resourceType = "index_expression"
+	}
+	expectEq(t, "resource.type", r.str("error.resource\\.type"), resourceType)
+	expectEq(t, "resource.id", r.str("error.resource\\.id"), idx)
 
 	call(t, c, "PUT", "/"+idx+"/_doc/1?routing=r1", `{"a":{"b":1,"c":2},"d":3}`)
 	r = call(t, c, "GET", "/"+idx+"/_doc/1", "")
@@ -262,6 +271,11 @@ func TestMget(t *testing.T) {
 	expectEq(t, "1 found", r.get("docs.1.found"), false)
 	expectEq(t, "2 error", r.str("docs.2.error.type"), "index_not_found_exception")
 	expectEq(t, "2 reason", r.str("docs.2.error.reason"), "no such index ["+missing+"]")
+	resourceType := "index_or_alias" // as GET's, see TestGetDoc
+	if c.openSearch() {
+		resourceType = "index_expression"
+	}
+	expectEq(t, "2 resource.type", r.str("docs.2.error.resource\\.type"), resourceType)
 	r = call(t, c, "GET", "/"+idx+"/_mget", `{"ids":["2","1","9"]}`)
 	expectStatus(t, r, 200)
 	expectEq(t, "ids order", []string{r.str("docs.0._id"), r.str("docs.1._id"), r.str("docs.2._id")}, []string{"2", "1", "9"})
@@ -321,4 +335,64 @@ func TestIndexAPIs(t *testing.T) {
 
 func i64(n int64) string {
 	return strings.TrimSpace(strings.Replace(jsonString(n), `"`, "", -1))
+}
+
+func TestRoutingRequired(t *testing.T) {
+	t.Parallel()
+	c, _ := target(t)
+	idx := indexName(t, c)
+	mustCreate(t, c, idx, `{"settings":{"number_of_shards":1,"number_of_replicas":0},"mappings":{"_routing":{"required":true},"properties":{"a":{"type":"long"}}}}`)
+	expectEq(t, "mapping", jsonString(call(t, c, "GET", "/"+idx+"/_mapping", "").get(idx+".mappings._routing")), `{"required":true}`)
+	missing := func(what string, r *resp, path, id string) {
+		t.Helper()
+		expectEq(t, what+": type", r.str(path+"type"), "routing_missing_exception")
+		expectEq(t, what+": reason", r.str(path+"reason"), "routing is required for ["+idx+"]/["+id+"]")
+		expectEq(t, what+": index", r.str(path+"index"), idx)
+		expectEq(t, what+": index_uuid", r.str(path+"index_uuid"), "_na_")
+	}
+	for _, tc := range []struct{ method, path, body string }{
+		{"PUT", "/_doc/1", `{"a":1}`},
+		{"PUT", "/_create/1", `{"a":1}`},
+		{"GET", "/_doc/1", ""},
+		{"GET", "/_source/1", ""},
+		{"DELETE", "/_doc/1", ""},
+		{"POST", "/_update/1", `{"doc":{"a":2},"doc_as_upsert":true}`},
+	} {
+		r := call(t, c, tc.method, "/"+idx+tc.path, tc.body)
+		expectStatus(t, r, 400)
+		missing(tc.method+" "+tc.path, r, "error.", "1")
+		expectEq(t, "root cause", r.str("error.root_cause.0.type"), "routing_missing_exception")
+	}
+	r := bulk(t, c, "/_bulk",
+		`{"index":{"_index":"`+idx+`","_id":"1"}}`, `{"a":1}`,
+		`{"create":{"_index":"`+idx+`","_id":"2"}}`, `{"a":2}`,
+		`{"update":{"_index":"`+idx+`","_id":"3"}}`, `{"doc":{"a":3}}`,
+		`{"delete":{"_index":"`+idx+`","_id":"4"}}`,
+		`{"index":{"_index":"`+idx+`","_id":"5","routing":"r"}}`, `{"a":5}`,
+		`{"delete":{"_index":"`+idx+`","_id":"5"}}`,
+	)
+	expectEq(t, "errors", r.get("errors"), true)
+	for i, op := range []string{"index", "create", "update", "delete"} {
+		p := "items." + strconv.Itoa(i) + "." + op + "."
+		expectEq(t, p+"status", r.num(p+"status"), int64(400))
+		missing(p, r, p+"error.", strconv.Itoa(i+1))
+	}
+	expectEq(t, "routed index", r.num("items.4.index.status"), int64(201))
+	missing("delete without routing", r, "items.5.delete.error.", "5")
+	// the bulk's routing parameter is every item's routing
+	r = bulk(t, c, "/_bulk?routing=r&refresh=true", `{"index":{"_index":"`+idx+`","_id":"6"}}`, `{"a":6}`)
+	expectEq(t, "bulk routing", r.num("items.0.index.status"), int64(201))
+
+	r = call(t, c, "GET", "/"+idx+"/_doc/5?routing=r", "")
+	expectStatus(t, r, 200)
+	expectEq(t, "_routing", r.str("_routing"), "r")
+	r = call(t, c, "POST", "/_mget", `{"docs":[{"_index":"`+idx+`","_id":"5"},{"_index":"`+idx+`","_id":"5","routing":"r"}]}`)
+	expectStatus(t, r, 200)
+	missing("mget", r, "docs.0.error.", "5")
+	expectEq(t, "mget routed", r.get("docs.1.found"), true)
+	r = call(t, c, "POST", "/"+idx+"/_mget?routing=r", `{"ids":["5","6"]}`)
+	expectEq(t, "mget routing parameter", []any{r.get("docs.0.found"), r.get("docs.1.found")}, []any{true, true})
+	r = call(t, c, "DELETE", "/"+idx+"/_doc/5?routing=r", "")
+	expectStatus(t, r, 200)
+	expectEq(t, "deleted", r.str("result"), "deleted")
 }

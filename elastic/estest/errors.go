@@ -110,6 +110,14 @@ func errIndexNotFound(name string) *esError {
 		with("resource.type", "index_or_alias", "resource.id", name, "index_uuid", "_na_", "index", name)
 }
 
+// errRoutingMissing is RoutingMissingException: a document of an index whose
+// mapping has "_routing": {"required": true}, read or written without a
+// routing.
+func errRoutingMissing(index, id string) *esError {
+	return newErr(400, "routing_missing_exception", "routing is required for [%s]/[%s]", index, id).
+		with("index_uuid", "_na_", "index", index)
+}
+
 func errParse(p pos, format string, a ...any) *esError {
 	return newErr(400, "x_content_parse_exception", "%s %s", p, fmt.Sprintf(format, a...))
 }

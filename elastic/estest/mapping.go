@@ -167,6 +167,19 @@ func (m *mapping) merge(v any) *esError {
 	return nil
 }
 
+// routingRequired reports whether the mapping has "_routing": {"required":
+// true}: then every read and write of a document by its id needs a routing.
+func (m *mapping) routingRequired() bool {
+	r, _ := m.extra.get("_routing")
+	ro, ok := r.(*object)
+	if !ok {
+		return false
+	}
+	v, _ := ro.get("required")
+	b, _ := boolish(v)
+	return b
+}
+
 func dynamicValue(v any) (string, *esError) {
 	switch t := v.(type) {
 	case bool:

@@ -180,7 +180,8 @@ func handleSearch(rc *reqCtx) (int, any, *esError) {
 	}
 	trackScores := scoreSorted || sr.trackScores
 	var maxScore any
-	if trackScores && len(hits) > 0 {
+	// With size 0 the query phase collects no top hits, so no max score.
+	if trackScores && len(hits) > 0 && sr.size > 0 {
 		m := math.Inf(-1)
 		for _, hh := range hits {
 			m = math.Max(m, hh.score)

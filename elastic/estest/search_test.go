@@ -1,6 +1,7 @@
 package estest
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -141,6 +142,30 @@ func TestSearchQueries(t *testing.T) {
 	r = call(t, c, "POST", "/"+idx+"/_count", "")
 	expectEq(t, "count all", r.num("count"), int64(10))
 	expectEq(t, "count shards", r.num("_shards.failed"), int64(0))
+}
+
+func TestMaxScore(t *testing.T) {
+	t.Parallel()
+	c, _ := target(t)
+	idx := indexName(t, c)
+	seed(t, c, idx, 3)
+	for _, tc := range []struct {
+		body string
+		want any // nil: max_score is null
+	}{
+		{`{"query":{"match_all":{}}}`, json.Number("1.0")},
+		{`{"size":0}`, nil},
+		{`{"size":0,"track_scores":true}`, nil},
+		{`{"from":5,"size":1}`, json.Number("1.0")},
+		{`{"sort":[{"id":"asc"}]}`, nil},
+		{`{"sort":[{"id":"asc"}],"track_scores":true}`, json.Number("1.0")},
+		{`{"size":0,"sort":[{"id":"asc"}],"track_scores":true}`, nil},
+	} {
+		r := call(t, c, "POST", "/"+idx+"/_search", tc.body)
+		expectStatus(t, r, 200)
+		expectEq(t, tc.body+": total", r.num("hits.total.value"), int64(3))
+		expectEq(t, tc.body+": max_score", r.get("hits.max_score"), tc.want)
+	}
 }
 
 func TestSearchErrors(t *testing.T) {

@@ -590,6 +590,10 @@ func (h *Handler) execWrite(op *writeOp, now time.Time) writeResult {
 		res.err = errIllegalArgument("pipeline with id [%s] does not exist", op.pipeline)
 		return res
 	}
+	if op.routing == "" && ix.mapping.routingRequired() {
+		res.err = errRoutingMissing(ix.name, op.id)
+		return res
+	}
 	if f := h.takeItemFault([]string{ix.name, op.index}, op.id); f != nil {
 		res.err = f
 		return res
