@@ -267,6 +267,7 @@ func (d *Delayer) move(ctx context.Context, l *lease, offset ID) (moved int, las
 		if last, err = ParseID(s); err != nil {
 			return 0, ID{}, ID{}, err
 		}
+		l.committed(ctx, last, "messages", n)
 	}
 	if s, _ := res[2].(string); s != "" {
 		if next, err = ParseID(s); err != nil {

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -41,7 +42,20 @@ func (l *lease) commitKey(ctx context.Context, offsetKey string, id ID) error {
 	case n < 0:
 		return ErrLockLost
 	}
+	l.committed(ctx, id, "moved", n == 1)
 	return nil
+}
+
+// committed logs, at debug level, a commit that passed the fence:
+// the lock, the lease's value (its random token and holder), the offset,
+// and args. Every lease has a token of its own, so these lines show which
+// holder committed which offsets of a unit, and that two holders never
+// commit the same unit at once.
+func (l *lease) committed(ctx context.Context, id ID, args ...any) {
+	if l.lr.log.Enabled(ctx, slog.LevelDebug) {
+		l.lr.log.DebugContext(ctx, "redstream: offset committed",
+			append([]any{"lock", l.lr.name, "lease", l.value, "offset", id.String()}, args...)...)
+	}
 }
 
 // readOffset returns the committed offset at key, or the zero ID when none

@@ -7,12 +7,14 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/redstream-go/redstream"
 )
 
@@ -43,6 +45,8 @@ const (
 func newGroupFixture(t *testing.T) *groupFixture {
 	f := newFixture(t, fmt.Sprintf("    shards: %d\n    delay: 2s\n", groupShards))
 	f.addWorkerOption(t, "heartbeat_ttl: 2s")
+	// JSON logs, for fencedCommits.
+	f.editConfig(t, "  level: debug\n", "  level: debug\n  format: json\n")
 	host, _ := os.Hostname()
 	return &groupFixture{fixture: f, shards: redstream.ShardNames("products", groupShards), host: host}
 }
@@ -78,12 +82,110 @@ func (g *groupFixture) spread(t *testing.T, want int, ps ...*process) bool {
 	return maps.Equal(c, exp) && maps.Equal(d, exp)
 }
 
+// fencedCommit is one offset commit that passed its lease's fence, as a
+// worker process logs it at debug level: the unit's lock, the lease's
+// value (a random token of its own, and the holder) and the offset.
+type fencedCommit struct {
+	Lock   string `json:"lock"`
+	Lease  string `json:"lease"`
+	Offset string `json:"offset"`
+}
+
+// fencedCommits returns the commits the processes logged.
+func fencedCommits(t *testing.T, ps ...*process) []fencedCommit {
+	t.Helper()
+	var out []fencedCommit
+	for _, p := range ps {
+		for line := range strings.Lines(p.stderr.String()) {
+			if !strings.Contains(line, `"msg":"redstream: offset committed"`) {
+				continue
+			}
+			var c fencedCommit
+			if err := json.Unmarshal([]byte(line), &c); err != nil || c.Lock == "" || c.Lease == "" {
+				t.Fatalf("commit line %q: %v", line, err)
+			}
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// checkOneHolderAtATime checks that no unit ever had two holders
+// committing: for every lock, the offsets committed under one lease and
+// those committed under another never interleave. Offsets only move
+// forward, so leases whose offset ranges are disjoint committed one after
+// the other; a deposed holder whose commit got through after its successor
+// had committed makes two ranges overlap. It returns how many leases
+// committed and how many of the locks had more than one.
+func checkOneHolderAtATime(t *testing.T, commits []fencedCommit) (leases, moved int) {
+	t.Helper()
+	type span struct {
+		lease    string
+		min, max redstream.ID
+		n        int
+	}
+	byLock := map[string]map[string]*span{}
+	for _, c := range commits {
+		id, err := redstream.ParseID(c.Offset)
+		if err != nil {
+			t.Fatalf("commit of %s: offset %q: %v", c.Lock, c.Offset, err)
+		}
+		if byLock[c.Lock] == nil {
+			byLock[c.Lock] = map[string]*span{}
+		}
+		sp := byLock[c.Lock][c.Lease]
+		if sp == nil {
+			sp = &span{lease: c.Lease, min: id, max: id}
+			byLock[c.Lock][c.Lease] = sp
+		}
+		if id.Less(sp.min) {
+			sp.min = id
+		}
+		if sp.max.Less(id) {
+			sp.max = id
+		}
+		sp.n++
+	}
+	for lock, m := range byLock {
+		spans := slices.SortedFunc(maps.Values(m), func(a, b *span) int { return a.min.Compare(b.min) })
+		for i := 1; i < len(spans); i++ {
+			a, b := spans[i-1], spans[i]
+			if !a.max.Less(b.min) {
+				t.Errorf("%s: two holders committing: lease %s committed %v..%v (%d commits), lease %s %v..%v (%d)",
+					lock, a.lease, a.min, a.max, a.n, b.lease, b.min, b.max, b.n)
+			}
+		}
+		leases += len(spans)
+		if len(spans) > 1 {
+			moved++
+		}
+	}
+	return leases, moved
+}
+
+// luaSteal takes a consumer's lock from its holder and commits the first
+// entry past the committed offset, in one step, as a holder that took the
+// lock over while the deposed one still works would: KEYS lock, offset,
+// stream; ARGV the new lock value, its TTL in ms. It does nothing and
+// returns "" unless an entry is there past the offset.
+var luaSteal = redis.NewScript(`
+local off = redis.call("get", KEYS[2])
+local from = "-"
+if off then from = "(" .. off end
+local e = redis.call("xrange", KEYS[3], from, "+", "COUNT", 1)
+if #e == 0 then return "" end
+redis.call("set", KEYS[1], ARGV[1], "PX", ARGV[2])
+redis.call("set", KEYS[2], e[1][1])
+return e[1][1]
+`)
+
 // TestGroupKill runs three worker processes on 12 units under a write
 // load: they spread the units 4/4/4; a process killed with SIGKILL leaves
 // its units to the other two within lease TTL + heartbeat TTL + 2 s;
 // started again, it gets its share back; a process stopped with SIGTERM
-// hands its units over at once; with a stable membership no lease moves;
-// and at the end every row is indexed.
+// hands its units over at once; with a stable membership no lease moves; a
+// holder deposed without knowing it commits nothing more; no unit ever has
+// two holders committing; and at the end every row is indexed.
 func TestGroupKill(t *testing.T) {
 	t.Parallel()
 	g := newGroupFixture(t)
@@ -94,6 +196,7 @@ func TestGroupKill(t *testing.T) {
 	}
 	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
 	ps := []*process{start(addrs[0]), start(addrs[1]), start(addrs[2])}
+	all := slices.Clone(ps) // every process started, for fencedCommits
 	within(t, 15*time.Second, "4 units each", func() bool { return g.spread(t, 4, ps...) })
 	r := runBin(t, g.vars, "status", "--config", g.config, "--json")
 	var st struct {
@@ -167,6 +270,57 @@ func TestGroupKill(t *testing.T) {
 		}
 	}
 
+	// A holder deposed without knowing it, as when a failover loses its
+	// lock and another holder takes the lock: the test takes it, and
+	// commits past the offset, while the process still has the unit in
+	// hand. The fence refuses the process's next commit, and it stops
+	// serving the unit until it holds the lock again.
+	keys := redstream.NewKeys(g.ns)
+	var victim string
+	for _, s := range g.shards {
+		if g.lockHolder(t, redstream.ConsumerLockName(s, "indexer")) == g.holderOf(ps[0]) {
+			victim = s
+			break
+		}
+	}
+	if victim == "" {
+		t.Fatal("the first process holds no consumer lease")
+	}
+	thief := fmt.Sprintf("%022d@thief", time.Now().UnixNano())
+	victimLock := redstream.ConsumerLockName(victim, "indexer")
+	var stolen string
+	within(t, 30*time.Second, "an entry of "+victim+" past its committed offset", func() bool {
+		var err error
+		stolen, err = luaSteal.Run(ctx, g.rdb, []string{keys.Lock(victimLock), keys.Offset(victim, "indexer"), keys.Stream(victim)},
+			thief, groupLockTTL.Milliseconds()).Text()
+		if err != nil {
+			t.Fatalf("steal: %v", err)
+		}
+		if stolen == "" {
+			time.Sleep(2 * time.Millisecond)
+		}
+		return stolen != ""
+	})
+	thiefCommits := []fencedCommit{{Lock: victimLock, Lease: thief, Offset: stolen}}
+	// More for the deposed holder to try to commit.
+	for id, n := uint64(1<<40), 0; n < 3; id++ {
+		if redstream.ShardName("products", id, groupShards) != victim {
+			continue
+		}
+		p := &shardedProduct{ID: id, Title: fmt.Sprint("p", id)}
+		if err := g.db.Create(p).Error; err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		written = append(written, p)
+		mu.Unlock()
+		n++
+	}
+	within(t, groupLockTTL+5*time.Second, "the first process to serve "+victim+" again", func() bool {
+		return g.lockHolder(t, victimLock) == g.holderOf(ps[0])
+	})
+	within(t, 15*time.Second, "4 units each after the lock was taken", func() bool { return g.spread(t, 4, ps...) })
+
 	// kill -9: the other two take 6 each.
 	killed := time.Now()
 	if err := ps[2].cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -180,6 +334,7 @@ func TestGroupKill(t *testing.T) {
 
 	// Started again: 4 each.
 	ps[2] = start(addrs[2])
+	all = append(all, ps[2])
 	within(t, 15*time.Second, "4 units each after a restart", func() bool { return g.spread(t, 4, ps...) })
 
 	// SIGTERM: its units move at once, without waiting for a TTL.
@@ -193,13 +348,20 @@ func TestGroupKill(t *testing.T) {
 	cancel()
 	wg.Wait()
 	mu.Lock()
-	all := written
+	rows := written
 	mu.Unlock()
-	if len(all) == 0 {
+	if len(rows) == 0 {
 		t.Fatal("nothing written")
 	}
-	eventually(t, "every row written during the moves indexed", func() bool { return indexedRows(g.es, all...) })
-	t.Logf("%d rows written and indexed while the units moved", len(all))
+	eventually(t, "every row written during the moves indexed", func() bool { return indexedRows(g.es, rows...) })
+	t.Logf("%d rows written and indexed while the units moved", len(rows))
+
+	commits := append(fencedCommits(t, all...), thiefCommits...)
+	leases, moved := checkOneHolderAtATime(t, commits)
+	if moved == 0 {
+		t.Error("no unit changed holders between commits; the check proves nothing")
+	}
+	t.Logf("%d fenced commits under %d leases; %d units changed holders", len(commits), leases, moved)
 }
 
 // TestGroupRollingDeploy: a new process whose config has one more stream
