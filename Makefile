@@ -173,8 +173,9 @@ fuzz:
 		grep 'fuzz: elapsed' fuzz.out | tail -1; \
 	done; rm -f fuzz.out
 
-# The chaos test with a long load: CHAOS_KILLS SIGKILLs of the two worker
-# processes at most CHAOS_GAP apart, while a writer does at least
+# The chaos tests with a long load: CHAOS_KILLS SIGKILLs of the two worker
+# processes (in TestShardedChaos, joins, SIGTERMs and SIGKILLs of up to three)
+# at most CHAOS_GAP apart, while a writer does at least
 # CHAOS_WRITES operations at CHAOS_RATE a second. CHAOS_SEED replays a run.
 # make test runs the same test with 20 kills and 1,500 operations.
 CHAOS_KILLS ?= 100
@@ -184,4 +185,4 @@ CHAOS_RATE ?= 250
 
 chaos: services
 	CHAOS_KILLS=$(CHAOS_KILLS) CHAOS_GAP=$(CHAOS_GAP) CHAOS_WRITES=$(CHAOS_WRITES) CHAOS_RATE=$(CHAOS_RATE) \
-	$(GO) test -race -count=1 -timeout 60m -run '^(TestChaos|TestClusterChaos)$$' -v ./cmd/redstream | grep -v '^=== '
+	$(GO) test -race -count=1 -timeout 60m -run '^(TestChaos|TestClusterChaos|TestShardedChaos)$$' -v ./cmd/redstream | grep -v '^=== '

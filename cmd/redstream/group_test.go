@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -179,6 +180,42 @@ redis.call("set", KEYS[2], e[1][1])
 return e[1][1]
 `)
 
+// watchOffsets polls the committed offsets of the consumers ("indexer")
+// and delayers of the shards until the function it returns is called,
+// failing the test when one moves backwards.
+func watchOffsets(t *testing.T, rdb redis.UniversalClient, ns string, shards []string) (stop func()) {
+	keys := redstream.NewKeys(ns)
+	var offsets []string
+	for _, s := range shards {
+		offsets = append(offsets, keys.Offset(s, "indexer"), keys.Offset(redstream.DelayStream(s), redstream.DelayerName))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		last := map[string]redstream.ID{}
+		for ctx.Err() == nil {
+			for _, k := range offsets {
+				v, err := rdb.Get(ctx, k).Result()
+				if err != nil {
+					continue // none yet, or the test is ending
+				}
+				id, err := redstream.ParseID(v)
+				if err != nil {
+					t.Errorf("offset %s: %v", k, err)
+					return
+				}
+				if id.Less(last[k]) {
+					t.Errorf("offset %s moved backwards: %v, then %v", k, last[k], id)
+				}
+				last[k] = id
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
 // TestGroupKill runs three worker processes on 12 units under a write
 // load: they spread the units 4/4/4; a process killed with SIGKILL leaves
 // its units to the other two within lease TTL + heartbeat TTL + 2 s;
@@ -237,30 +274,7 @@ func TestGroupKill(t *testing.T) {
 	}()
 	defer func() { cancel(); wg.Wait() }()
 	// Meanwhile no committed offset ever moves backwards.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		keys := redstream.NewKeys(g.ns)
-		last := map[string]redstream.ID{}
-		for ctx.Err() == nil {
-			for _, s := range g.shards {
-				v, err := g.rdb.Get(ctx, keys.Offset(s, "indexer")).Result()
-				if err != nil {
-					continue // none yet, or the test is ending
-				}
-				id, err := redstream.ParseID(v)
-				if err != nil {
-					t.Errorf("offset of %s: %v", s, err)
-					return
-				}
-				if id.Less(last[s]) {
-					t.Errorf("offset of %s moved backwards: %v, then %v", s, last[s], id)
-				}
-				last[s] = id
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
+	defer watchOffsets(t, g.rdb, g.ns, g.shards)()
 
 	// A stable membership: no lease moves for 5 s.
 	c0, d0 := g.leases(t)
@@ -362,6 +376,96 @@ func TestGroupKill(t *testing.T) {
 		t.Error("no unit changed holders between commits; the check proves nothing")
 	}
 	t.Logf("%d fenced commits under %d leases; %d units changed holders", len(commits), leases, moved)
+}
+
+// lockValues returns the value of every consumer and delayer lock of the
+// shards: which lease holds each, token and holder.
+func (g *groupFixture) lockValues(t *testing.T) map[string]string {
+	t.Helper()
+	keys := redstream.NewKeys(g.ns)
+	out := map[string]string{}
+	for _, s := range g.shards {
+		for _, l := range []string{redstream.ConsumerLockName(s, "indexer"),
+			redstream.ConsumerLockName(redstream.DelayStream(s), redstream.DelayerName)} {
+			v, err := g.rdb.Get(context.Background(), keys.Lock(l)).Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				t.Fatal(err)
+			}
+			out[l] = v
+		}
+	}
+	return out
+}
+
+// TestGroupStable runs three worker processes on 12 units under a write
+// load for 60 s of stable membership: no lease moves, none is even taken
+// anew by its own holder (every lock keeps its value), and the group
+// counts no move, hand-over or adoption.
+func TestGroupStable(t *testing.T) {
+	t.Parallel()
+	const window = 60 * time.Second
+	g := newGroupFixture(t)
+	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	var ps []*process
+	for _, a := range addrs {
+		ps = append(ps, startBin(t, g.vars, "worker", "--config", g.config, "--listen", a))
+		waitReady(t, a)
+	}
+	within(t, 15*time.Second, "4 units each", func() bool { return g.spread(t, 4, ps...) })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var written []*shardedProduct
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for id := uint64(1); ctx.Err() == nil; id++ {
+			p := &shardedProduct{ID: id, Title: fmt.Sprint("p", id)}
+			if err := g.db.Create(p).Error; err != nil {
+				t.Errorf("create: %v", err)
+				return
+			}
+			written = append(written, p)
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	defer func() { cancel(); <-done }()
+
+	counters := []string{"redstream_lease_moves_total", "redstream_group_handovers_total", "redstream_group_adoptions_total"}
+	before := map[string]float64{}
+	for _, a := range addrs {
+		for _, c := range counters {
+			n := metric(t, a, c+`{group="workers"}`)
+			if n < 0 {
+				t.Fatalf("%s: no %s", a, c)
+			}
+			before[a+" "+c] = n
+		}
+	}
+	locks := g.lockValues(t)
+	start := time.Now()
+	for time.Since(start) < window {
+		time.Sleep(100 * time.Millisecond)
+		now := g.lockValues(t)
+		for l, v := range locks {
+			if now[l] != v {
+				t.Fatalf("%v into a stable membership, lock %s went from %q to %q", time.Since(start).Round(time.Millisecond), l, v, now[l])
+			}
+		}
+	}
+	for _, a := range addrs {
+		for _, c := range counters {
+			if n := metric(t, a, c+`{group="workers"}`); n != before[a+" "+c] {
+				t.Errorf("%s of %s went from %v to %v with a stable membership", c, a, before[a+" "+c], n)
+			}
+		}
+	}
+	cancel()
+	<-done
+	if len(written) == 0 {
+		t.Fatal("nothing written")
+	}
+	eventually(t, "every row indexed", func() bool { return indexedRows(g.es, written...) })
+	t.Logf("%v of stable membership, %d rows written: no lease moved", window, len(written))
 }
 
 // TestGroupRollingDeploy: a new process whose config has one more stream
