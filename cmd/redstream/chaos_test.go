@@ -426,7 +426,10 @@ func TestShardedChaos(t *testing.T) {
 			up = append(up, i)
 		}
 		if len(down) > 0 && (len(up) == 1 || rng.IntN(2) == 0) {
-			start(down[rng.IntN(len(down))])
+			i := down[rng.IntN(len(down))]
+			start(i)
+			// Ready: it handles SIGTERM from now on.
+			waitReady(t, listens[i])
 			events["join"]++
 			continue
 		}
