@@ -23,8 +23,13 @@ const (
 	DefaultConsumerBlock = 5 * time.Second
 	// DefaultMinBackoff is the first wait before a retry.
 	DefaultMinBackoff = 100 * time.Millisecond
-	// DefaultMaxBackoff caps the wait between retries.
-	DefaultMaxBackoff = 30 * time.Second
+	// DefaultMaxBackoff caps the wait between retries. A worker retries
+	// at least this often during an outage, so it is also about the
+	// longest a worker takes to move again once what failed (Redis,
+	// the database, Elasticsearch) answers normally: a failed attempt
+	// costs a retrying worker one request every 1-2 s, and a long wait
+	// would leave the stream idle long after the outage.
+	DefaultMaxBackoff = 2 * time.Second
 	// DefaultMaxPayloadBytes bounds the payload of one stream entry. A
 	// payload names a record ({"id":42}), it does not carry it: anything
 	// near this size is a bug or an abuse of the stream.
@@ -141,7 +146,10 @@ type ConsumerOptions struct {
 	LockTTL time.Duration
 
 	// MinBackoff and MaxBackoff bound the exponential backoff, with
-	// jitter, between retries of a failed batch or Redis call.
+	// jitter, between retries of a failed batch or Redis call: the n-th
+	// wait is MinBackoff doubled n-1 times, capped at MaxBackoff, and
+	// picked at random in its upper half. MaxBackoff is also about the
+	// longest the consumer takes to resume once the failure is over.
 	// Default: DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 
@@ -156,8 +164,12 @@ type ConsumerOptions struct {
 	// and `redstream status` read it. Default: DefaultHolder().
 	Holder string
 
-	// Logger receives the consumer's log lines; repeated errors are
-	// logged at most once a minute, and a recovery once.
+	// Logger receives the consumer's log lines. During an outage (a run
+	// of failures) the first failure is logged at once, then a progress
+	// line at most every 10 s (every minute after the first minute), each
+	// with the attempt count and the time of the next retry; the first
+	// success logs one recovery line with the outage's length and its
+	// failed attempts.
 	// Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -375,7 +387,7 @@ func (c *Consumer) deliver(s *session, h *inHand) bool {
 			return false // abandoned: the next holder delivers it again
 		}
 		if !s.retry("redstream: handler failed; retrying the batch", err,
-			"first", h.b.Messages[0].ID.String(), "attempt", h.b.Attempt) {
+			"first", h.b.Messages[0].ID.String(), "messages", len(h.b.Messages)) {
 			return false
 		}
 	}

@@ -16,6 +16,10 @@ var (
 	ErrLeaseHeld = errLeaseHeld
 )
 
+// SetLogRate sets how often c logs during an outage: every every, and
+// every long once the outage is long old. Call it before Run.
+func SetLogRate(c *Consumer, every, long time.Duration) { c.logEvery, c.logLong = every, long }
+
 // Lease is a lease as the workers hold it.
 type Lease = lease
 

@@ -230,7 +230,7 @@ func (g *Group) Run(ctx context.Context) error {
 	for {
 		if err := g.step(ctx, states, &wg, failed); err != nil {
 			g.update(func() { g.errs++ })
-			errs.fail(ctx, g.log, "redstream: group step failed", err)
+			errs.fail(ctx, g.log, "redstream: group step failed", err, g.every)
 		} else {
 			errs.recover(ctx, g.log, "redstream: group recovered")
 		}

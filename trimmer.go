@@ -47,8 +47,9 @@ type TrimmerOptions struct {
 	// and `redstream status` read it. Default: DefaultHolder().
 	Holder string
 
-	// Logger receives the trimmer's log lines; repeated errors are logged
-	// at most once a minute, the reason trimming is blocked once (Info).
+	// Logger receives the trimmer's log lines: failures at the bounded
+	// rate ConsumerOptions.Logger describes, the reason trimming is
+	// blocked once (Info).
 	// Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -137,9 +138,9 @@ func (t *Trimmer) Stats() TrimmerStats {
 }
 
 // Run trims at once, then every Interval, until ctx ends; it then returns
-// nil. Failures are logged (at most once a minute while they last) and
-// retried at the next interval. Run must not be called more than once at
-// a time.
+// nil. Failures are logged (at a bounded rate while they last, see
+// ConsumerOptions.Logger) and retried at the next interval. Run must not
+// be called more than once at a time.
 func (t *Trimmer) Run(ctx context.Context) error {
 	stop, err := t.start()
 	if err != nil {
@@ -163,7 +164,7 @@ func (t *Trimmer) Run(ctx context.Context) error {
 				blockedBy = by
 			}
 		case err != nil:
-			errs.fail(ctx, t.log, "redstream: trim failed", err)
+			errs.fail(ctx, t.log, "redstream: trim failed", err, t.interval)
 		default:
 			errs.recover(ctx, t.log, "redstream: trimmer recovered")
 			if blockedBy != "" {

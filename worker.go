@@ -1,6 +1,7 @@
 package redstream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,9 +15,14 @@ import (
 	"github.com/redstream-go/redstream/internal/backoff"
 )
 
-// errorLogEvery is how often a worker repeats an error line while the same
-// kind of failure goes on.
-const errorLogEvery = time.Minute
+// A failing worker logs its first failure at once, then a progress line
+// at most every errorLogEvery during the first errorLogLong of the
+// outage, and at most every errorLogLong after that: a bounded number of
+// lines, each with the attempt count and the time of the next retry.
+const (
+	errorLogEvery = 10 * time.Second
+	errorLogLong  = time.Minute
+)
 
 // worker is the base that Consumer, Delayer and Trimmer share: the guard
 // against a second Run, the lease-holding loop, the offset read on each new
@@ -31,6 +37,9 @@ type worker struct {
 	offset string // the offset key; "" for a worker without one
 	lo, hi time.Duration
 	log    *slog.Logger
+	// logEvery and logLong set the logLimiter's rate; 0 means
+	// errorLogEvery and errorLogLong (tests shorten them).
+	logEvery, logLong time.Duration
 
 	running atomic.Bool
 
@@ -127,7 +136,7 @@ func (w *worker) hold(ctx context.Context, work func(s *session, offset ID) erro
 	}
 	defer stop()
 	bo := backoff.New(w.lo, w.hi)
-	var errs logLimiter
+	errs := w.logLimiter()
 	for ctx.Err() == nil {
 		l, err := w.lr.acquire(ctx)
 		if err != nil {
@@ -135,8 +144,9 @@ func (w *worker) hold(ctx context.Context, work func(s *session, offset ID) erro
 				break
 			}
 			w.update(func() { w.errs++ })
-			errs.fail(ctx, w.log, "redstream: "+w.kind+" cannot obtain its lease", err)
-			if !backoff.Sleep(ctx, bo.Next()) {
+			wait := bo.Next()
+			errs.fail(ctx, w.log, "redstream: "+w.kind+" cannot obtain its lease", err, wait)
+			if !backoff.Sleep(ctx, wait) {
 				break
 			}
 			continue
@@ -185,7 +195,7 @@ func (w *worker) leased(l *lease, work func(*session, ID) error) error {
 			w.idle()
 		}
 	})
-	s := &session{w: w, l: l, ctx: l.Context(), bo: backoff.New(w.lo, w.hi), r: newXReader(w.rdb)}
+	s := &session{w: w, l: l, ctx: l.Context(), bo: backoff.New(w.lo, w.hi), errs: w.logLimiter(), r: newXReader(w.rdb)}
 	defer s.r.close()
 	var offset ID
 	if w.offset != "" {
@@ -215,8 +225,9 @@ func (w *worker) leased(l *lease, work func(*session, ID) error) error {
 // (false: the lease's context ended).
 func (s *session) retry(msg string, err error, attrs ...any) bool {
 	s.w.update(func() { s.w.errs++ })
-	s.errs.fail(s.ctx, s.w.log, msg, err, attrs...)
-	return backoff.Sleep(s.ctx, s.bo.Next())
+	wait := s.bo.Next()
+	s.errs.fail(s.ctx, s.w.log, msg, err, wait, attrs...)
+	return backoff.Sleep(s.ctx, wait)
 }
 
 // ok ends a run of failures: the backoff starts over, and a recovery line
@@ -226,34 +237,63 @@ func (s *session) ok() {
 	s.errs.recover(s.ctx, s.w.log, "redstream: "+s.w.kind+" recovered")
 }
 
-// logLimiter rate-limits a worker's error lines: the first failure is
-// logged, then at most one line per errorLogEvery with the count of
-// failures in between, and one line when the worker recovers. It belongs
-// to one goroutine.
+// logLimiter rate-limits a worker's error lines during an outage, a run
+// of failures without a success in between. The first failure is logged
+// at once; later ones are counted and logged at most every errorLogEvery
+// (every errorLogLong once the outage is that old). Each line carries the
+// attempt (the failures of the outage so far), the wait before the next
+// retry and its time; later lines also how long the outage has lasted and
+// how many failures were not logged since the line before. The first
+// success after an outage logs one recovery line with the outage's length
+// and attempts. A logLimiter belongs to one goroutine; its zero value
+// logs at the default rate.
 type logLimiter struct {
-	failing    bool
-	last       time.Time
-	suppressed int
+	every, long time.Duration // 0: errorLogEvery, errorLogLong
+	since       time.Time     // the outage's first failure; zero when none
+	last        time.Time     // the last line logged
+	attempts    int           // failures of the outage
+	suppressed  int           // failures not logged since the last line
 }
 
-func (e *logLimiter) fail(ctx context.Context, log *slog.Logger, msg string, err error, attrs ...any) {
+// logLimiter returns a new logLimiter at the worker's rate.
+func (w *worker) logLimiter() logLimiter { return logLimiter{every: w.logEvery, long: w.logLong} }
+
+// fail counts a failure; the caller retries after wait.
+func (e *logLimiter) fail(ctx context.Context, log *slog.Logger, msg string, err error, wait time.Duration, attrs ...any) {
 	now := time.Now()
-	if e.failing && now.Sub(e.last) < errorLogEvery {
+	if e.attempts == 0 {
+		e.since = now
+	}
+	e.attempts++
+	if e.attempts > 1 && now.Sub(e.last) < e.interval(now.Sub(e.since)) {
 		e.suppressed++
 		return
 	}
-	attrs = append(attrs, "error", err)
-	if e.suppressed > 0 {
-		attrs = append(attrs, "repeated", e.suppressed)
+	attrs = append(attrs, "error", err, "attempt", e.attempts,
+		"retry_in", wait.Round(time.Millisecond), "next_retry", now.Add(wait))
+	if e.attempts > 1 {
+		attrs = append(attrs, "failing_for", now.Sub(e.since).Round(time.Millisecond), "not_logged", e.suppressed)
 	}
 	log.ErrorContext(ctx, msg, attrs...)
-	e.failing, e.last, e.suppressed = true, now, 0
+	e.last, e.suppressed = now, 0
 }
 
+// interval is the least time between two lines of an outage that has
+// lasted so long.
+func (e *logLimiter) interval(lasted time.Duration) time.Duration {
+	every, long := cmp.Or(e.every, errorLogEvery), cmp.Or(e.long, errorLogLong)
+	if lasted < long {
+		return every
+	}
+	return max(long, every)
+}
+
+// recover ends an outage, if one is going on, with a line saying how long
+// it lasted and how many attempts failed.
 func (e *logLimiter) recover(ctx context.Context, log *slog.Logger, msg string) {
-	if !e.failing {
+	if e.attempts == 0 {
 		return
 	}
-	log.InfoContext(ctx, msg)
-	e.failing, e.suppressed = false, 0
+	log.InfoContext(ctx, msg, "outage", time.Since(e.since).Round(time.Millisecond), "failed_attempts", e.attempts)
+	e.since, e.attempts, e.suppressed = time.Time{}, 0, 0
 }

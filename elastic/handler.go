@@ -35,8 +35,10 @@ const (
 	// DefaultRetryBackoff is the first pause before resending items; it
 	// doubles up to DefaultMaxRetryBackoff, with jitter.
 	DefaultRetryBackoff = 100 * time.Millisecond
-	// DefaultMaxRetryBackoff caps the pause before resending items.
-	DefaultMaxRetryBackoff = 5 * time.Second
+	// DefaultMaxRetryBackoff caps the pause before resending items, as
+	// redstream.DefaultMaxBackoff caps the consumer's: items are resent
+	// within about this long of Elasticsearch accepting them again.
+	DefaultMaxRetryBackoff = 2 * time.Second
 )
 
 // Options configure a Handler. A nil *Options is invalid: Index is
@@ -91,9 +93,22 @@ type Stats struct {
 // Items Elasticsearch answers with 429 or 5xx are resent, alone, with
 // capped exponential backoff; items it rejects (mapping or parse errors)
 // are dead-lettered with their status and reason, so one bad document never
-// blocks the stream. A failed bulk request as a whole returns an error, so
-// the consumer backs off and retries the batch; the offset advances only
-// when every item succeeded or was dead-lettered.
+// blocks the stream. An item answered 500 is resent too: at item level
+// Elasticsearch answers 500 for an exception it did not classify, which a
+// shard failing over can cause as well as a document that trips a bug, and
+// dead-lettering a document that a resend would have written loses it from
+// the index until someone replays it. An item refused every time fails
+// the batch after MaxItemRetries resends (and the consumer retries it,
+// logging each outage line with the error).
+//
+// A bulk request that fails as a whole (an error status, a dropped
+// connection) returns an error, so the consumer backs off and retries the
+// batch, re-reading the rows; the offset advances only when every item
+// succeeded or was dead-lettered. Retrying a whole request inside the
+// request is the client's job (esapi.Transport): the official client
+// retries connection errors, and the statuses of its RetryOnStatus (by
+// default 502, 503 and 504; `redstream worker` adds 429), with its
+// RetryBackoff between tries (by default none: set one).
 //
 // A Handler is safe for concurrent use.
 type Handler struct {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,8 +36,13 @@ const (
 	defaultShutdownTimeout = 30 * time.Second
 	defaultESMaxRetries    = 5
 	defaultESTimeout       = time.Minute
-	defaultLogLevel        = "info"
-	defaultLogFormat       = "text"
+	// The pauses between the retries inside one Elasticsearch request (the
+	// client's of a whole request, the handler's of refused items) double
+	// from defaultESRetryBackoff up to defaultESMaxRetryBackoff.
+	defaultESRetryBackoff    = 100 * time.Millisecond
+	defaultESMaxRetryBackoff = time.Second
+	defaultLogLevel          = "info"
+	defaultLogFormat         = "text"
 )
 
 // Config is the whole configuration file.
@@ -103,9 +109,23 @@ type ESConfig struct {
 	CAFile             string   `yaml:"ca_file"`
 	InsecureSkipVerify bool     `yaml:"insecure_skip_verify"`
 	MaxRetries         int      `yaml:"max_retries"`
-	Timeout            duration `yaml:"timeout"`
-	Refresh            string   `yaml:"refresh"`
+	// RetryOnStatus lists the statuses of a whole request that the client
+	// retries inside the request; any other error status fails the
+	// request, and the consumer retries its batch after its backoff.
+	RetryOnStatus   []int    `yaml:"retry_on_status"`
+	RetryBackoff    duration `yaml:"retry_backoff"`
+	MaxRetryBackoff duration `yaml:"max_retry_backoff"`
+	Timeout         duration `yaml:"timeout"`
+	Refresh         string   `yaml:"refresh"`
 }
+
+// defaultRetryOnStatus are the whole-request statuses the client retries
+// by default: overload (429: es_rejected_execution_exception,
+// circuit_breaking_exception) and a node or proxy that is down or
+// overloaded (502, 503, 504). 500 is left to the consumer: Elasticsearch
+// answers it for an error it did not classify, which resending the same
+// request at once seldom fixes.
+var defaultRetryOnStatus = []int{429, 502, 503, 504}
 
 // WorkerConfig configures `redstream worker`.
 type WorkerConfig struct {
@@ -113,6 +133,10 @@ type WorkerConfig struct {
 	StallTimeout    duration `yaml:"stall_timeout"`
 	ShutdownTimeout duration `yaml:"shutdown_timeout"`
 	LockTTL         duration `yaml:"lock_ttl"`
+	// MinBackoff and MaxBackoff bound the workers' backoff between retries
+	// of a failed batch or Redis call (redstream.ConsumerOptions).
+	MinBackoff duration `yaml:"min_backoff"`
+	MaxBackoff duration `yaml:"max_backoff"`
 	// Balance spreads the streams' units over the worker processes of
 	// Group (redstream.Group); false runs every unit in every process, one
 	// active and the others on standby.
@@ -555,6 +579,24 @@ func (c *Config) validate() []string {
 	p.file("elasticsearch.ca_file", c.path(&es.CAFile))
 	p.nonNegative("elasticsearch.max_retries", es.MaxRetries)
 	es.MaxRetries = cmp.Or(es.MaxRetries, defaultESMaxRetries)
+	if es.RetryOnStatus == nil {
+		es.RetryOnStatus = slices.Clone(defaultRetryOnStatus)
+	} else if len(es.RetryOnStatus) == 0 {
+		p.add("elasticsearch.retry_on_status", "must list at least one status; leave it out for the default %v", defaultRetryOnStatus)
+	}
+	seenStatus := map[int]bool{}
+	for i, code := range es.RetryOnStatus {
+		field := fmt.Sprintf("elasticsearch.retry_on_status[%d]", i)
+		switch {
+		case code != 429 && (code < 500 || code > 599):
+			p.add(field, "%d is not 429 or a 5xx status: a resend cannot change the answer", code)
+		case seenStatus[code]:
+			p.add(field, "%d listed twice", code)
+		}
+		seenStatus[code] = true
+	}
+	p.backoff("elasticsearch.retry_backoff", &es.RetryBackoff, defaultESRetryBackoff,
+		"elasticsearch.max_retry_backoff", &es.MaxRetryBackoff, defaultESMaxRetryBackoff)
 	p.duration("elasticsearch.timeout", &es.Timeout, defaultESTimeout)
 	if es.Timeout.set && es.Timeout.Duration == 0 {
 		p.add("elasticsearch.timeout", "must be positive")
@@ -573,6 +615,8 @@ func (c *Config) validate() []string {
 	if w.LockTTL.set && w.LockTTL.Duration < 10*time.Millisecond {
 		p.add("worker.lock_ttl", "must be at least 10ms")
 	}
+	p.backoff("worker.min_backoff", &w.MinBackoff, redstream.DefaultMinBackoff,
+		"worker.max_backoff", &w.MaxBackoff, redstream.DefaultMaxBackoff)
 	w.Group = cmp.Or(w.Group, defaultGroup)
 	p.duration("worker.heartbeat_ttl", &w.HeartbeatTTL, redstream.DefaultHeartbeatTTL)
 	if w.HeartbeatTTL.set && w.HeartbeatTTL.Duration < 100*time.Millisecond {
@@ -744,6 +788,33 @@ func (p *problems) duration(field string, d *duration, def time.Duration) {
 		d.Duration = def
 	case d.Duration < 0:
 		p.add(field, "must not be negative")
+	}
+}
+
+// backoff checks a pair of first and largest pauses: each positive when
+// set, unset ones given their default, and the largest not below the
+// first.
+func (p *problems) backoff(loField string, lo *duration, loDef time.Duration, hiField string, hi *duration, hiDef time.Duration) {
+	n := len(p.list)
+	for _, b := range []struct {
+		field string
+		d     *duration
+		def   time.Duration
+	}{{loField, lo, loDef}, {hiField, hi, hiDef}} {
+		p.duration(b.field, b.d, b.def)
+		if b.d.set && b.d.Duration == 0 {
+			p.add(b.field, "must be positive")
+		}
+	}
+	if len(p.list) > n {
+		return
+	}
+	if hi.Duration < lo.Duration {
+		if hi.set {
+			p.add(hiField, "%v is below %s (%v)", hi.Duration, loField, lo.Duration)
+		} else {
+			p.add(loField, "%v is above %s's default (%v); set both", lo.Duration, hiField, hi.Duration)
+		}
 	}
 }
 

@@ -96,6 +96,28 @@ func TestConfigProblems(t *testing.T) {
 			[]string{`elasticsearch.timeout: "soon" is not a duration`}},
 		{"zero es timeout", strings.Replace(validConfig, "  urls:", "  timeout: 0s\n  urls:", 1) + validStream,
 			[]string{"elasticsearch.timeout: must be positive"}},
+		{"max_backoff below min_backoff", validConfig + validStream + "worker:\n  min_backoff: 1s\n  max_backoff: 500ms\n",
+			[]string{"worker.max_backoff: 500ms is below worker.min_backoff (1s)"}},
+		{"min_backoff above the default max", validConfig + validStream + "worker:\n  min_backoff: 5s\n",
+			[]string{"worker.min_backoff: 5s is above worker.max_backoff's default (2s); set both"}},
+		{"zero max_backoff", validConfig + validStream + "worker:\n  max_backoff: 0s\n",
+			[]string{"worker.max_backoff: must be positive"}},
+		{"negative min_backoff", validConfig + validStream + "worker:\n  min_backoff: -1s\n",
+			[]string{"worker.min_backoff: must not be negative"}},
+		{"bad max_backoff", validConfig + validStream + "worker:\n  max_backoff: 2\n",
+			[]string{`worker.max_backoff: "2" is not a duration`}},
+		{"es max_retry_backoff below retry_backoff", strings.Replace(validConfig, "  urls:", "  retry_backoff: 2s\n  max_retry_backoff: 1s\n  urls:", 1) + validStream,
+			[]string{"elasticsearch.max_retry_backoff: 1s is below elasticsearch.retry_backoff (2s)"}},
+		{"zero es retry_backoff", strings.Replace(validConfig, "  urls:", "  retry_backoff: 0s\n  urls:", 1) + validStream,
+			[]string{"elasticsearch.retry_backoff: must be positive"}},
+		{"retry_on_status not retryable", strings.Replace(validConfig, "  urls:", "  retry_on_status: [429, 400, 503, 503, 600]\n  urls:", 1) + validStream,
+			[]string{"elasticsearch.retry_on_status[1]: 400 is not 429 or a 5xx status",
+				"elasticsearch.retry_on_status[3]: 503 listed twice",
+				"elasticsearch.retry_on_status[4]: 600 is not 429 or a 5xx status"}},
+		{"retry_on_status empty", strings.Replace(validConfig, "  urls:", "  retry_on_status: []\n  urls:", 1) + validStream,
+			[]string{"elasticsearch.retry_on_status: must list at least one status"}},
+		{"retry_on_status not integers", strings.Replace(validConfig, "  urls:", "  retry_on_status: [429, five hundred]\n  urls:", 1) + validStream,
+			[]string{`elasticsearch.retry_on_status[1]: "five hundred" is not an integer`}},
 		{"negative duration", validConfig + validStream + "    delay: -5s\n",
 			[]string{"streams[0].delay: must not be negative"}},
 		{"zero trim interval", validConfig + validStream + "    trim_interval: 0\n",
@@ -203,18 +225,36 @@ func TestConfigDurations(t *testing.T) {
 	}
 }
 
-// TestESBackoff checks the figures the example documents for
-// elasticsearch.max_retries: from 100ms, doubling, capped at 10s, with
-// jitter over the upper half.
+// TestESBackoff checks the schedule of the client's retries inside a
+// request that the example documents: from elasticsearch.retry_backoff,
+// doubling, capped at elasticsearch.max_retry_backoff, with jitter over
+// the upper half; by default from 100ms up to 1s.
 func TestESBackoff(t *testing.T) {
 	t.Parallel()
-	for attempt, upper := range map[int]time.Duration{
-		1: 100 * time.Millisecond, 2: 200 * time.Millisecond, 4: 800 * time.Millisecond,
-		7: 6400 * time.Millisecond, 8: 10 * time.Second, 30: 10 * time.Second,
+	for _, tc := range []struct {
+		yaml     string
+		schedule map[int]time.Duration // attempt -> the upper bound of its pause
+	}{
+		{"", map[int]time.Duration{
+			1: 100 * time.Millisecond, 2: 200 * time.Millisecond, 4: 800 * time.Millisecond,
+			5: time.Second, 6: time.Second, 30: time.Second,
+		}},
+		{"  retry_backoff: 50ms\n  max_retry_backoff: 300ms\n", map[int]time.Duration{
+			1: 50 * time.Millisecond, 2: 100 * time.Millisecond, 3: 200 * time.Millisecond,
+			4: 300 * time.Millisecond, 10: 300 * time.Millisecond, 1000: 300 * time.Millisecond,
+		}},
 	} {
-		for range 20 {
-			if d := esBackoff(attempt); d < upper/2 || d > upper {
-				t.Fatalf("esBackoff(%d) = %v, want in [%v, %v]", attempt, d, upper/2, upper)
+		yaml := strings.Replace(validConfig, "  urls:", tc.yaml+"  urls:", 1) + validStream
+		cfg, err := loadConfig(writeFile(t, t.TempDir(), "c.yaml", yaml), noEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		es := &cfg.Elasticsearch
+		for attempt, upper := range tc.schedule {
+			for range 50 {
+				if d := es.retryBackoff(attempt); d < upper/2 || d > upper {
+					t.Fatalf("%q: retryBackoff(%d) = %v, want in [%v, %v]", tc.yaml, attempt, d, upper/2, upper)
+				}
 			}
 		}
 	}
@@ -247,6 +287,11 @@ func TestConfigDefaultsAndEnv(t *testing.T) {
 		{"elasticsearch.username", cfg.Elasticsearch.Username, "elastic"},
 		{"elasticsearch.max_retries", cfg.Elasticsearch.MaxRetries, defaultESMaxRetries},
 		{"elasticsearch.timeout", cfg.Elasticsearch.Timeout.Duration, defaultESTimeout},
+		{"elasticsearch.retry_on_status", cfg.Elasticsearch.RetryOnStatus, []int{429, 502, 503, 504}},
+		{"elasticsearch.retry_backoff", cfg.Elasticsearch.RetryBackoff.Duration, 100 * time.Millisecond},
+		{"elasticsearch.max_retry_backoff", cfg.Elasticsearch.MaxRetryBackoff.Duration, time.Second},
+		{"worker.min_backoff", cfg.Worker.MinBackoff.Duration, 100 * time.Millisecond},
+		{"worker.max_backoff", cfg.Worker.MaxBackoff.Duration, 2 * time.Second},
 		{"max_payload_bytes", s.MaxPayloadBytes, 0}, // the consumer's default, DefaultMaxPayloadBytes
 		{"primary_key", s.PrimaryKey, "id"},
 		{"consumer", s.Consumer, "indexer"},

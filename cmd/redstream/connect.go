@@ -159,9 +159,9 @@ func newES(ctx context.Context, cfg ESConfig) (*elasticsearch.Client, *http.Tran
 		Username:      cfg.Username,
 		Password:      cfg.Password,
 		APIKey:        cfg.APIKey,
-		RetryOnStatus: []int{http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout},
+		RetryOnStatus: cfg.RetryOnStatus,
 		MaxRetries:    cfg.MaxRetries,
-		RetryBackoff:  esBackoff,
+		RetryBackoff:  cfg.retryBackoff,
 		Transport:     rt,
 	}
 	es, err := elasticsearch.NewClient(c)
@@ -221,10 +221,11 @@ func (b *cancelBody) Close() error {
 	return err
 }
 
-// esBackoff is the pause before the client's attempt-th retry (from 1):
-// 100ms doubling up to 10s, with jitter over its upper half.
-func esBackoff(attempt int) time.Duration {
-	return backoff.Nth(100*time.Millisecond, 10*time.Second, attempt-1)
+// retryBackoff is the pause before the client's attempt-th retry (from
+// 1) of a request: elasticsearch.retry_backoff doubling up to
+// elasticsearch.max_retry_backoff, with jitter over its upper half.
+func (cfg *ESConfig) retryBackoff(attempt int) time.Duration {
+	return backoff.Nth(cfg.RetryBackoff.Duration, cfg.MaxRetryBackoff.Duration, attempt-1)
 }
 
 // services bundles the connections a subcommand opened.

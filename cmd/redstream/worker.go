@@ -212,13 +212,15 @@ func buildWorkers(ctx context.Context, cfg *Config, svc *services, logger *slog.
 				ch = wrap(h, name, s.Consumer)
 			}
 			c, err := redstream.NewConsumer(svc.rdb, name, s.Consumer, ch, &redstream.ConsumerOptions{
-				Namespace: ns, BatchSize: s.BatchSize, LockTTL: ttl, MaxPayloadBytes: s.MaxPayloadBytes, Logger: logger,
+				Namespace: ns, BatchSize: s.BatchSize, LockTTL: ttl, MaxPayloadBytes: s.MaxPayloadBytes,
+				MinBackoff: cfg.Worker.MinBackoff.Duration, MaxBackoff: cfg.Worker.MaxBackoff.Duration, Logger: logger,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", field, err)
 			}
 			d, err := redstream.NewDelayer(svc.rdb, name, s.Delay.Duration, &redstream.DelayerOptions{
-				Namespace: ns, BatchSize: s.BatchSize, LockTTL: ttl, Logger: logger,
+				Namespace: ns, BatchSize: s.BatchSize, LockTTL: ttl,
+				MinBackoff: cfg.Worker.MinBackoff.Duration, MaxBackoff: cfg.Worker.MaxBackoff.Duration, Logger: logger,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", field, err)
@@ -244,13 +246,19 @@ func newHandler(ctx context.Context, svc *services, cfg *Config, s *StreamConfig
 	if err != nil {
 		return nil, err
 	}
+	es := &cfg.Elasticsearch
 	return elastic.NewHandler(svc.es, loader, &elastic.Options{
 		Index:        s.Index,
 		Pipeline:     s.Pipeline,
 		MaxBulkBytes: s.MaxBulkBytes,
 		Concurrency:  s.Concurrency,
-		Refresh:      cfg.Elasticsearch.Refresh,
-		Logger:       logger,
+		// Items answered 429 or 5xx are resent inside the batch on the
+		// same schedule as the client's retries of a whole request.
+		MaxItemRetries:  es.MaxRetries,
+		RetryBackoff:    es.RetryBackoff.Duration,
+		MaxRetryBackoff: es.MaxRetryBackoff.Duration,
+		Refresh:         es.Refresh,
+		Logger:          logger,
 	})
 }
 
