@@ -269,12 +269,13 @@ func (e *logLimiter) fail(ctx context.Context, log *slog.Logger, msg string, err
 		e.suppressed++
 		return
 	}
-	attrs = append(attrs, "error", err, "attempt", e.attempts,
-		"retry_in", wait.Round(time.Millisecond), "next_retry", now.Add(wait))
+	// The error goes last: Elasticsearch's can be long.
+	line := []any{"attempt", e.attempts, "retry_in", wait.Round(time.Millisecond), "next_retry", now.Add(wait)}
 	if e.attempts > 1 {
-		attrs = append(attrs, "failing_for", now.Sub(e.since).Round(time.Millisecond), "not_logged", e.suppressed)
+		line = append(line, "failing_for", now.Sub(e.since).Round(time.Millisecond), "not_logged", e.suppressed)
 	}
-	log.ErrorContext(ctx, msg, attrs...)
+	line = append(append(line, attrs...), "error", err)
+	log.ErrorContext(ctx, msg, line...)
 	e.last, e.suppressed = now, 0
 }
 

@@ -59,6 +59,7 @@ type faultSetup struct {
 	redisURL string // "" means a fresh namespace of the shared test Redis
 	dsn      string // "" means a fresh schema of the shared test database
 	esYAML   string // more elasticsearch options, indented by two spaces
+	worker   string // more worker options, indented by two spaces
 	stream   string // more options of the stream, indented by four spaces
 }
 
@@ -99,12 +100,12 @@ elasticsearch:
   stall_timeout: 2s
   shutdown_timeout: 30s
   lock_ttl: 2s
-streams:
+%sstreams:
   - name: products
     table: products
     index: products
     mapping: products.json
-%s%s`, f.ns, s.esYAML, f.listen, faultStreamYAML, s.stream))
+%s%s`, f.ns, s.esYAML, f.listen, s.worker, faultStreamYAML, s.stream))
 	f.vars = map[string]string{"DATABASE_URL": f.dsn, "REDIS_URL": redisURL, "ELASTICSEARCH_URL": f.es.URL}
 	return f
 }
