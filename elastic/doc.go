@@ -17,6 +17,12 @@
 //	429, 5xx                          resent alone, with capped exponential backoff and jitter
 //	other 4xx (mapping, parse errors) dead-lettered with status, type and reason
 //
+// An item answered 500 is resent like the other 5xx: at item level
+// Elasticsearch answers 500 for an exception it did not classify, which a
+// shard failing over can cause as well as a document that trips a bug, and
+// a resend that succeeds loses nothing. Items still refused after
+// Options.MaxItemRetries resends fail the batch.
+//
 // A bulk request that fails as a whole (connection refused, timeout, 429 or
 // 5xx for the request) returns an error: the consumer backs off and delivers
 // the batch again, and the rows are re-read.
@@ -61,6 +67,15 @@
 // The Handler and Verify talk to Elasticsearch through an esapi.Transport:
 // an *elasticsearch.Client, or anything with its Perform method (a
 // wrapper that counts, delays or fails requests in a test).
+//
+// Retries of a whole request inside the request are the client's: the
+// official client resends on connection errors and on the statuses of
+// elasticsearch.Config.RetryOnStatus (502, 503 and 504 by default), up to
+// MaxRetries times, with no pause unless RetryBackoff is set. The
+// redstream binary adds 429, and pauses from 100 ms doubling up to 1 s
+// with jitter; a whole-request 500 is left to the consumer's backoff
+// (redstream.ConsumerOptions.MaxBackoff), which bounds how long the stream
+// stays idle once Elasticsearch answers normally again.
 //
 // The package does not create indices; create them with your mapping
 // first, or let Elasticsearch create them dynamically.

@@ -135,10 +135,10 @@ func TestFaultStorms(t *testing.T) {
 // checkOutageLog checks the consumer's outage lines in a worker's log:
 // a first line at attempt 1, then at most one line per 10 s of each
 // outage (and at least minLines in all), attempts rising, waits within
-// (0, cap], and one recovery line per outage with its length and
+// (0, maxWait], and one recovery line per outage with its length and
 // attempts. An outage counts from the consumer's first failed attempt,
 // after the client's retries inside the request.
-func checkOutageLog(t *testing.T, out string, cap time.Duration, minLines int) {
+func checkOutageLog(t *testing.T, out string, maxWait time.Duration, minLines int) {
 	t.Helper()
 	fails := parseTextLog(out, "redstream: handler failed; retrying the batch")
 	recs := parseTextLog(out, "redstream: consumer recovered")
@@ -170,8 +170,8 @@ func checkOutageLog(t *testing.T, out string, cap time.Duration, minLines int) {
 			t.Fatalf("outage line %d: %v, want ERROR with an attempt", i, l)
 		}
 		wait, err := time.ParseDuration(l["retry_in"])
-		if err != nil || wait <= 0 || wait > cap {
-			t.Errorf("outage line %d: retry_in=%q, want within (0, %v]", i, l["retry_in"], cap)
+		if err != nil || wait <= 0 || wait > maxWait {
+			t.Errorf("outage line %d: retry_in=%q, want within (0, %v]", i, l["retry_in"], maxWait)
 		}
 		next, err := time.Parse(time.RFC3339Nano, l["next_retry"])
 		at, err2 := time.Parse(time.RFC3339Nano, l["time"])
