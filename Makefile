@@ -7,7 +7,7 @@
 #   make build      the redstream binary, ./redstream, stamped with the git
 #                   revision (VERSION=v1.2.3 sets the version it prints)
 #   make test-es    the same for ./elastic/... (needs ELASTICSEARCH_URL)
-#   make services   ensure PostgreSQL, Redis and the Redis Cluster answer
+#   make services   ensure PostgreSQL, MariaDB, Redis and the Redis Cluster answer
 #                   (scripts/services.sh)
 #   make cluster    ensure the local Redis Cluster answers; make cluster
 #                   CLUSTER=stop|status stops it or reports on it
@@ -43,11 +43,13 @@ TEST_FLAGS ?= -race -count=1 -timeout 20m
 # Where the tests find their servers (see internal/testenv).
 DATABASE_URL ?= postgres://redstream:redstream@127.0.0.1:5432/redstream_test?sslmode=disable
 REDIS_URL ?= redis://127.0.0.1:6379/0
+# The MariaDB of the MySQL tests; each test creates a database of its own.
+MYSQL_URL ?= mysql://redstream:redstream@127.0.0.1:3306/redstream_test
 # The three masters scripts/redis-cluster.sh starts for the cluster tests.
 REDIS_CLUSTER_PORTS ?= 30001 30002 30003
 comma := ,
 REDIS_CLUSTER_ADDRS ?= $(subst $() ,$(comma),$(addprefix 127.0.0.1:,$(strip $(REDIS_CLUSTER_PORTS))))
-export DATABASE_URL REDIS_URL REDIS_CLUSTER_PORTS REDIS_CLUSTER_ADDRS
+export DATABASE_URL REDIS_URL MYSQL_URL REDIS_CLUSTER_PORTS REDIS_CLUSTER_ADDRS
 # The sentinel and the two data nodes scripts/redis-sentinel.sh starts for
 # the Sentinel tests; a failover swaps which node is the master.
 REDIS_SENTINEL_PORT ?= 30126

@@ -11,6 +11,9 @@
 #                  REDIS_SENTINEL_MASTER; scripts/redis-sentinel.sh)
 #   PostgreSQL     127.0.0.1:5432, role redstream (password redstream),
 #                  database redstream_test owned by it
+#   MariaDB        127.0.0.1:3306, user redstream (password redstream) with
+#                  every privilege (the tests create a database each),
+#                  database redstream_test
 #
 # Missing servers are installed from Debian's packages (when run as root) and
 # started. Safe to run any number of times; prints nothing when all is well.
@@ -213,8 +216,63 @@ SQL
 	fi
 }
 
+# -------------------------------------------------------------- MariaDB
+
+MYSQL_HOST=127.0.0.1
+MYSQL_PORT=${MYSQL_PORT:-3306}
+MYSQL_USER=redstream
+MYSQL_PASSWORD=redstream
+MYSQL_DB=redstream_test
+
+mysql_ping() {
+	mysqladmin --no-defaults -h "$MYSQL_HOST" -P "$MYSQL_PORT" -u "$MYSQL_USER" -p"$MYSQL_PASSWORD" \
+		--connect-timeout=2 ping
+}
+
+# mysql_root_ping: the server answers on its socket (root logs in there
+# through unix_socket authentication).
+mysql_root_ping() { mysqladmin --connect-timeout=2 ping; }
+
+ensure_mysql() {
+	if command -v mysqladmin >/dev/null 2>&1 && mysql_ping >/dev/null 2>&1; then
+		return 0
+	fi
+	if ! command -v mariadbd >/dev/null 2>&1 && ! command -v mysqld >/dev/null 2>&1; then
+		apt_install mariadb-server mariadb-client
+	fi
+	is_root || die "MariaDB is not answering on $MYSQL_HOST:$MYSQL_PORT as $MYSQL_USER; start it and create the user as root: $0"
+	if ! mysql_root_ping >/dev/null 2>&1; then
+		mkdir -p /run/mysqld /var/log/mysql
+		chown mysql:mysql /run/mysqld /var/log/mysql
+		if [[ ! -d /var/lib/mysql/mysql ]]; then
+			log "initialising the MariaDB data directory"
+			mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null ||
+				die "mariadb-install-db failed"
+		fi
+		log "starting MariaDB on $MYSQL_HOST:$MYSQL_PORT"
+		# mysqld_safe restarts the server if it dies; it detaches itself.
+		(cd / && setsid mysqld_safe --bind-address="$MYSQL_HOST" --port="$MYSQL_PORT" \
+			--log-error=/var/log/mysql/error.log </dev/null >/dev/null 2>&1 &)
+		if ! wait_for mysql_root_ping; then
+			tail -n 20 /var/log/mysql/error.log >&2 2>/dev/null || true
+			die "MariaDB is not answering after ${WAIT_SECONDS}s; see /var/log/mysql/error.log"
+		fi
+	fi
+	# The test user may connect from anywhere (127.0.0.1 resolves to
+	# localhost, or not, depending on the server's name resolution).
+	mysql -e "
+		CREATE USER IF NOT EXISTS '$MYSQL_USER'@'localhost' IDENTIFIED BY '$MYSQL_PASSWORD';
+		CREATE USER IF NOT EXISTS '$MYSQL_USER'@'%' IDENTIFIED BY '$MYSQL_PASSWORD';
+		GRANT ALL PRIVILEGES ON *.* TO '$MYSQL_USER'@'localhost';
+		GRANT ALL PRIVILEGES ON *.* TO '$MYSQL_USER'@'%';
+		CREATE DATABASE IF NOT EXISTS $MYSQL_DB;" ||
+		die "cannot create the MariaDB user $MYSQL_USER"
+	mysql_ping >/dev/null 2>&1 || die "MariaDB answers, but not to $MYSQL_USER on $MYSQL_HOST:$MYSQL_PORT"
+}
+
 ensure_redis
 ensure_redis_cluster
 ensure_redis_sentinel
 ensure_postgres
 ensure_test_database
+ensure_mysql
