@@ -74,6 +74,22 @@ func SkipCapture(db *gorm.DB) *gorm.DB { return db.Set(skipKey, true) }
 //     constraint, a transaction already aborted by an error) leaves its delay
 //     messages behind; consumers re-read the rows and find them unchanged.
 //
+// On MySQL and MariaDB (gorm.io/driver/mysql) the plugin holds the same
+// guarantees; what differs is the database's:
+//   - MySQL has no UPDATE … RETURNING, so a key-less batch update is never
+//     captured (it warns, as above). MariaDB has RETURNING for INSERT and
+//     DELETE only, and refuses the UPDATE … RETURNING gorm.io/driver/mysql
+//     sends when asked to.
+//   - Upserts are INSERT … ON DUPLICATE KEY UPDATE, whose RowsAffected is
+//     2 for an updated row, 0 for an unchanged one, and, on MariaDB where
+//     GORM reads the row back with RETURNING, 1 either way; OnConflict
+//     DoNothing is captured there too (a message too many, never one too
+//     few). Save of a record whose key is set updates it, and inserts it
+//     when no row changed.
+//   - A statement that fails inside a transaction undoes itself alone: the
+//     transaction goes on and may commit.
+//   - Savepoint names compare without regard to case.
+//
 // A Plugin is safe for concurrent use; one Plugin may serve one *gorm.DB.
 type Plugin struct {
 	producer *Producer
@@ -532,11 +548,16 @@ func (pl *Plugin) savepoints(db *gorm.DB) {
 	}
 }
 
-// identifier normalises a savepoint name as PostgreSQL does: quoted names
-// keep their case, others fold to lower case.
+// identifier normalises a savepoint name: as PostgreSQL does, names in
+// double quotes keep their case and others fold to lower case; MySQL
+// compares savepoint names without regard to case, quoted in backticks or
+// not.
 func identifier(s string) string {
 	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
 		return strings.ReplaceAll(s[1:len(s)-1], `""`, `"`)
+	}
+	if len(s) >= 2 && s[0] == '`' && s[len(s)-1] == '`' {
+		s = strings.ReplaceAll(s[1:len(s)-1], "``", "`")
 	}
 	return strings.ToLower(s)
 }

@@ -203,7 +203,7 @@ type Post struct {
 
 func TestPluginAssociationsAndGenerics(t *testing.T) {
 	t.Parallel()
-	for _, m := range modes[:2] {
+	for _, m := range []mode{modes[0], modes[1], mysqlModes[0], mysqlModes[1]} {
 		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, m)

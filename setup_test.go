@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha1"
+	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	gormmysql "gorm.io/driver/mysql"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -59,6 +61,26 @@ type env struct {
 	dsn  string
 	logs *logBuffer
 	keep bool // KeepDelayMessages
+	// mysql: the database is MariaDB (or MySQL), opened with
+	// gorm.io/driver/mysql; dsn is then a go-sql-driver/mysql DSN.
+	mysql bool
+}
+
+// param returns the n-th (from 1) bind parameter of the env's database:
+// $n on PostgreSQL, ? on MySQL.
+func (e *env) param(n int) string {
+	if e.mysql {
+		return "?"
+	}
+	return "$" + strconv.Itoa(n)
+}
+
+// sqlDB opens a separate *sql.DB on the env's database.
+func (e *env) sqlDB(t testing.TB) *sql.DB {
+	if e.mysql {
+		return testenv.MySQLSQL(t, e.dsn)
+	}
+	return testenv.SQL(t, e.dsn)
 }
 
 // mode is one way of configuring GORM; the plugin must behave the same in
@@ -66,8 +88,11 @@ type env struct {
 type mode struct {
 	name string
 	cfg  func() *gorm.Config
-	// simple selects pgx's simple protocol.
+	// simple selects pgx's simple protocol, or on MySQL the driver's
+	// interpolateParams (no server-side prepared statements).
 	simple bool
+	// mysql runs the mode on MariaDB (or MySQL) with gorm.io/driver/mysql.
+	mysql bool
 	// viaConfig registers the plugin through gorm.Config.Plugins.
 	viaConfig bool
 	// keep sets ProducerOptions.KeepDelayMessages (the Ruby gem's way).
@@ -85,6 +110,23 @@ var modes = []mode{
 	{name: "simple_protocol", cfg: func() *gorm.Config { return &gorm.Config{} }, simple: true},
 	{name: "keep_delay_messages", cfg: func() *gorm.Config { return &gorm.Config{} }, keep: true},
 }
+
+// mysqlModes are the modes on MariaDB: each test that runs in every mode
+// runs on both databases (allModes).
+var mysqlModes = []mode{
+	{name: "mysql", cfg: func() *gorm.Config { return &gorm.Config{} }, mysql: true},
+	{name: "mysql_skip_default_tx", cfg: func() *gorm.Config { return &gorm.Config{SkipDefaultTransaction: true} }, mysql: true},
+	{name: "mysql_prepare_stmt", cfg: func() *gorm.Config { return &gorm.Config{PrepareStmt: true} }, mysql: true},
+	{name: "mysql_prepare_stmt_skip_default_tx", cfg: func() *gorm.Config {
+		return &gorm.Config{PrepareStmt: true, SkipDefaultTransaction: true}
+	}, mysql: true},
+	{name: "mysql_plugins_config_prepare_stmt", cfg: func() *gorm.Config { return &gorm.Config{PrepareStmt: true} }, viaConfig: true, mysql: true},
+	{name: "mysql_interpolate_params", cfg: func() *gorm.Config { return &gorm.Config{} }, simple: true, mysql: true},
+	{name: "mysql_keep_delay_messages", cfg: func() *gorm.Config { return &gorm.Config{} }, keep: true, mysql: true},
+}
+
+// allModes are the PostgreSQL modes, then the MariaDB ones.
+var allModes = append(slices.Clone(modes), mysqlModes...)
 
 // newEnv opens a database in a fresh schema with the plugin registered, and
 // a producer in a fresh namespace. adjust, if not nil, may replace the
@@ -104,13 +146,26 @@ func newEnvWith(t testing.TB, m mode, rdb *redis.Client, ns string, models ...an
 		KeepDelayMessages: m.keep,
 	})
 	pl := redstream.NewPlugin(p, models...)
-	dsn := testenv.Schema(t)
 	cfg := m.cfg()
 	cfg.Logger = logger.Discard
 	if m.viaConfig {
 		cfg.Plugins = map[string]gorm.Plugin{pl.Name(): pl}
 	}
-	db, err := gorm.Open(postgres.New(postgres.Config{DSN: dsn, PreferSimpleProtocol: m.simple}), cfg)
+	var (
+		dsn       string
+		dialector gorm.Dialector
+	)
+	if m.mysql {
+		dsn = testenv.MySQLDatabase(t)
+		if m.simple {
+			dsn += "&interpolateParams=true"
+		}
+		dialector = gormmysql.Open(dsn)
+	} else {
+		dsn = testenv.Schema(t)
+		dialector = postgres.New(postgres.Config{DSN: dsn, PreferSimpleProtocol: m.simple})
+	}
+	db, err := gorm.Open(dialector, cfg)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -127,7 +182,7 @@ func newEnvWith(t testing.TB, m mode, rdb *redis.Client, ns string, models ...an
 	if err := db.AutoMigrate(&Product{}); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	return &env{db: db, rdb: rdb, p: p, keys: p.Keys(), dsn: dsn, logs: logs, keep: m.keep}
+	return &env{db: db, rdb: rdb, p: p, keys: p.Keys(), dsn: dsn, logs: logs, keep: m.keep, mysql: m.mysql}
 }
 
 // payloads returns the payloads in the stream at key, in order.
