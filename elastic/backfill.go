@@ -238,22 +238,33 @@ func idPayload(id string) (json.RawMessage, error) {
 
 // keyWalker pages through a table's primary keys in key order, as text.
 type keyWalker struct {
-	db                *sql.DB
-	table, pk, pkType string // table and pk quoted
-	to                string
+	db        *sql.DB
+	kind      dbKind
+	rawTable  string // as given
+	table, pk string // quoted
+	key       keyType
+	to        string
 }
 
 func newKeyWalker(ctx context.Context, db *sql.DB, table, pk, to string) (*keyWalker, error) {
 	pk = cmp.Or(pk, DefaultPrimaryKey)
+	kind, err := kindOf(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	if kind == mysqlDB {
+		return newMySQLKeyWalker(ctx, db, table, pk, to)
+	}
 	pkType, err := columnType(ctx, db, table, pk)
 	if err != nil {
 		return nil, err
 	}
-	return &keyWalker{db: db, table: tableIdent(table), pk: pgx.Identifier{pk}.Sanitize(), pkType: pkType, to: to}, nil
+	return &keyWalker{db: db, rawTable: table, table: tableIdent(table), pk: pgx.Identifier{pk}.Sanitize(),
+		key: keyType{name: pkType, bits: intBits(pkType)}, to: to}, nil
 }
 
 // integerKey reports whether the primary key is an integer.
-func (w *keyWalker) integerKey() bool { return intBits(w.pkType) > 0 }
+func (w *keyWalker) integerKey() bool { return w.key.bits > 0 }
 
 // where returns the condition "key after after and up to w.to", with
 // only the bounds that are set, and its arguments ($1, $2, …). A bound
@@ -267,7 +278,11 @@ func (w *keyWalker) where(after string) (string, []any) {
 			continue
 		}
 		args = append(args, b.v)
-		conds = append(conds, fmt.Sprintf("t.%s %s $%d::text::%s", w.pk, b.op, len(args), w.pkType))
+		if w.kind == mysqlDB {
+			conds = append(conds, "t."+w.pk+" "+b.op+" "+w.mysqlBound())
+			continue
+		}
+		conds = append(conds, fmt.Sprintf("t.%s %s $%d::text::%s", w.pk, b.op, len(args), w.key.name))
 	}
 	if len(conds) == 0 {
 		return "TRUE", nil
@@ -281,6 +296,9 @@ func (w *keyWalker) next(ctx context.Context, after string, n int) ([]string, er
 	cond, args := w.where(after)
 	args = append(args, n)
 	q := fmt.Sprintf("SELECT t.%[1]s::text AS k FROM %[2]s t WHERE %[3]s ORDER BY t.%[1]s LIMIT $%[4]d", w.pk, w.table, cond, len(args))
+	if w.kind == mysqlDB {
+		q = w.mysqlNext(cond)
+	}
 	rows, err := w.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("elastic: read keys: %w", err)
@@ -304,7 +322,13 @@ func (w *keyWalker) next(ctx context.Context, after string, n int) ([]string, er
 // small, else the planner's estimate for the whole table; -1 when unknown.
 func (w *keyWalker) estimate(ctx context.Context, after string) int64 {
 	var est float64
-	if err := w.db.QueryRowContext(ctx, "SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)", w.table).Scan(&est); err != nil {
+	var err error
+	if w.kind == mysqlDB {
+		est, err = w.mysqlTableRows(ctx)
+	} else {
+		err = w.db.QueryRowContext(ctx, "SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)", w.table).Scan(&est)
+	}
+	if err != nil {
 		return -1
 	}
 	if est > 1e6 {

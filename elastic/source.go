@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -44,7 +43,8 @@ func (f LoaderFunc) Load(ctx context.Context, ids []string) ([]Document, error) 
 
 var _ Loader = LoaderFunc(nil)
 
-// TableOptions describe how to read documents from one PostgreSQL table.
+// TableOptions describe how to read documents from one table of PostgreSQL,
+// MySQL or MariaDB.
 type TableOptions struct {
 	// Table is the table name, optionally schema-qualified ("app.products").
 	// Required unless Query is set.
@@ -52,16 +52,28 @@ type TableOptions struct {
 	// PrimaryKey is the key column. Default: DefaultPrimaryKey ("id").
 	PrimaryKey string
 	// Columns, when set, limits the document to these columns. Default: the
-	// whole row (row_to_json).
+	// whole row (PostgreSQL's row_to_json; on MySQL, JSON_OBJECT of every
+	// column, each of the JSON type its SQL type calls for: see the
+	// package documentation).
 	Columns []string
-	// Query, when set, replaces the generated query. It receives the ids as
-	// $1, a text[] array, and returns one row per found record with the
-	// columns "id" (text) and "doc" (json, jsonb or text), and optionally
-	// "version" (bigint), "deleted" (bool) and "routing" (text). Example:
+	// Query, when set, replaces the generated query. It returns one row
+	// per found record with the columns "id" (text) and "doc" (json, jsonb
+	// or text), and optionally "version" (bigint), "deleted" (bool) and
+	// "routing" (text). On PostgreSQL it receives the ids as $1, a text[]
+	// array. Example:
 	//
 	//	SELECT p.id::text AS id, json_build_object('title', p.title, 'tags', array_agg(t.name)) AS doc
 	//	FROM products p LEFT JOIN tags t ON t.product_id = p.id
 	//	WHERE p.id = ANY($1::bigint[]) GROUP BY p.id
+	//
+	// MySQL has no arrays: there the query's one placeholder (?) receives
+	// the ids as a JSON array of strings, which JSON_TABLE (MySQL 8,
+	// MariaDB 10.6) turns into rows:
+	//
+	//	SELECT CAST(p.id AS CHAR) AS id, JSON_OBJECT('title', p.title, 'tags', JSON_ARRAYAGG(t.name)) AS doc
+	//	FROM products p LEFT JOIN tags t ON t.product_id = p.id
+	//	WHERE p.id IN (SELECT k FROM JSON_TABLE(?, '$[*]' COLUMNS (k BIGINT PATH '$')) AS ids)
+	//	GROUP BY p.id
 	Query string
 	// SoftDeleteColumn, when set, turns rows where that column is not NULL
 	// into deletes (e.g. "deleted_at"). Default: none.
@@ -69,7 +81,7 @@ type TableOptions struct {
 	// VersionColumn, when set, enables stale-write protection: documents are
 	// written with version_type=external_gte and the column's value as
 	// version — integers as they are, timestamps in microseconds since the
-	// Unix epoch. A hard-deleted row is then deleted with the database's
+	// Unix epoch (a MySQL DATETIME read as UTC). A hard-deleted row is then deleted with the database's
 	// current time as version (timestamp columns only), so that a late,
 	// older write cannot bring it back while the index keeps the tombstone
 	// (index.gc_deletes, 60 s by default). Default: none.
@@ -79,14 +91,16 @@ type TableOptions struct {
 	RoutingColumn string
 }
 
-// TableLoader is a Loader reading one PostgreSQL table, one query per call
-// (WHERE pk = ANY($1)). It is safe for concurrent use.
+// TableLoader is a Loader reading one table, one query per call (WHERE
+// pk = ANY($1) on PostgreSQL, WHERE pk IN (?, …) on MySQL). It is safe
+// for concurrent use.
 type TableLoader struct {
 	db        *sql.DB
+	kind      dbKind
 	query     string
 	custom    bool
-	tsVersion bool   // the version column is a timestamp
-	pkType    string // the primary key's type; "" with a custom query
+	tsVersion bool    // the version column is a timestamp
+	pk        keyType // the primary key's type; zero with a custom query
 }
 
 var (
@@ -99,15 +113,27 @@ var (
 const DefaultPrimaryKey = "id"
 
 // NewTableLoader prepares a TableLoader: it checks that the table and
-// columns exist and reads their types.
+// columns exist and reads their types. db's driver tells PostgreSQL (pgx)
+// from MySQL and MariaDB (go-sql-driver/mysql); through another driver,
+// the server's version string does.
 func NewTableLoader(ctx context.Context, db *sql.DB, opts TableOptions) (*TableLoader, error) {
+	if db == nil {
+		return nil, errors.New("elastic: NewTableLoader needs a database")
+	}
+	kind, err := kindOf(ctx, db)
+	if err != nil {
+		return nil, err
+	}
 	if opts.Query != "" {
-		return &TableLoader{db: db, query: opts.Query, custom: true}, nil
+		return &TableLoader{db: db, kind: kind, query: opts.Query, custom: true}, nil
 	}
 	if opts.Table == "" {
 		return nil, errors.New("elastic: TableOptions needs Table or Query")
 	}
 	opts.PrimaryKey = cmp.Or(opts.PrimaryKey, DefaultPrimaryKey)
+	if kind == mysqlDB {
+		return newMySQLTableLoader(ctx, db, opts)
+	}
 	table := tableIdent(opts.Table)
 	colType := func(col string) (string, error) { return columnType(ctx, db, opts.Table, col) }
 	pkType, err := colType(opts.PrimaryKey)
@@ -127,7 +153,7 @@ func NewTableLoader(ctx context.Context, db *sql.DB, opts TableOptions) (*TableL
 		doc = "(SELECT row_to_json(x)::text FROM (SELECT " + strings.Join(cols, ", ") + ") x)"
 	}
 	sel := []string{q(opts.PrimaryKey) + "::text AS id", doc + " AS doc"}
-	l := &TableLoader{db: db, pkType: pkType}
+	l := &TableLoader{db: db, pk: keyType{name: pkType, bits: intBits(pkType)}}
 	if opts.SoftDeleteColumn != "" {
 		if _, err := colType(opts.SoftDeleteColumn); err != nil {
 			return nil, err
@@ -162,31 +188,26 @@ func NewTableLoader(ctx context.Context, db *sql.DB, opts TableOptions) (*TableL
 }
 
 // CheckID implements IDChecker: for an integer primary key (smallint,
-// integer, bigint), an id must be an integer of the key's range written
-// as PostgreSQL prints it ("7", not "07" or "7.0"), or it could never
-// name a row. Other key types accept any id; the database has the last
-// word on those.
-func (l *TableLoader) CheckID(id string) error {
-	bits := intBits(l.pkType)
-	if bits == 0 {
-		return nil
-	}
-	n, err := strconv.ParseInt(id, 10, bits)
-	if err != nil {
-		return fmt.Errorf("not a %s (the primary key's type)", l.pkType)
-	}
-	// ParseInt also takes "+7", "07" and "-0"; checked without allocating,
-	// as this runs for every message.
-	digits := strings.TrimPrefix(id, "-")
-	if id[0] == '+' || (digits[0] == '0' && (len(digits) > 1 || len(digits) < len(id))) {
-		return fmt.Errorf("not written as PostgreSQL writes the %s %d", l.pkType, n)
-	}
-	return nil
-}
+// integer, bigint; on MySQL also tinyint, mediumint and the unsigned
+// ones), an id must be an integer of the key's range written as the
+// database prints it ("7", not "07" or "7.0"), or it could never name a
+// row. Other key types accept any id; the database has the last word on
+// those.
+func (l *TableLoader) CheckID(id string) error { return l.pk.checkID(id, l.kind) }
 
 // Load implements Loader.
 func (l *TableLoader) Load(ctx context.Context, ids []string) ([]Document, error) {
-	rows, err := l.db.QueryContext(ctx, l.query, ids)
+	query, args := l.query, []any{ids}
+	if l.kind == mysqlDB {
+		if len(ids) == 0 {
+			return nil, nil
+		}
+		var err error
+		if query, args, err = l.mysqlLoadArgs(ids); err != nil {
+			return nil, err
+		}
+	}
+	rows, err := l.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("elastic: load rows: %w", err)
 	}
@@ -258,8 +279,12 @@ func (l *TableLoader) DeleteVersion(ctx context.Context) (version int64, ok bool
 	if !l.tsVersion {
 		return 0, false, nil
 	}
+	clock := "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+	if l.kind == mysqlDB {
+		clock = mysqlClockMicros
+	}
 	var v int64
-	if err := l.db.QueryRowContext(ctx, "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint").Scan(&v); err != nil {
+	if err := l.db.QueryRowContext(ctx, clock).Scan(&v); err != nil {
 		return 0, false, fmt.Errorf("elastic: read the database clock: %w", err)
 	}
 	return v, true, nil
