@@ -3,7 +3,6 @@ package elastic_test
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -401,5 +400,4 @@ func TestMySQLLoaderErrors(t *testing.T) {
 			t.Errorf("CheckID(%q) = nil, want an error", id)
 		}
 	}
-	var _ sql.Result
 }

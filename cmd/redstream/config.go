@@ -22,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/redstream-go/redstream"
+	"github.com/redstream-go/redstream/internal/dburl"
 )
 
 // Defaults of the configuration. testdata/redstream.example.yaml documents
@@ -94,10 +95,13 @@ type TLSConfig struct {
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 }
 
-// DatabaseConfig locates PostgreSQL.
+// DatabaseConfig locates PostgreSQL, MySQL or MariaDB: the URL tells
+// which (see internal/dburl).
 type DatabaseConfig struct {
 	URL          string `yaml:"url"`
 	MaxOpenConns int    `yaml:"max_open_conns"`
+
+	driver, dsn string // from URL, by validate
 }
 
 // ESConfig locates Elasticsearch.
@@ -555,6 +559,10 @@ func (c *Config) validate() []string {
 
 	if c.Database.URL == "" {
 		p.add("database.url", "required (or set DATABASE_URL)")
+	} else if driver, dsn, err := dburl.Parse(c.Database.URL); err != nil {
+		p.add("database.url", "%v", err)
+	} else {
+		c.Database.driver, c.Database.dsn = driver, dsn
 	}
 	if c.Database.MaxOpenConns < 0 {
 		p.add("database.max_open_conns", "must not be negative")
@@ -694,7 +702,10 @@ func (c *Config) validateStream(p *problems, f string, s *StreamConfig, seen map
 		}
 	}
 	if d.Query != "" {
-		if !strings.Contains(d.Query, "$1") {
+		switch {
+		case c.Database.driver == dburl.MySQL && !strings.Contains(d.Query, "?"):
+			p.add(f+".document.query", "must use ?, the ids as a JSON array (MySQL has no arrays; see JSON_TABLE)")
+		case c.Database.driver != dburl.MySQL && !strings.Contains(d.Query, "$1"):
 			p.add(f+".document.query", "must use $1, the array of ids")
 		}
 		for _, x := range []struct{ field, value, column string }{

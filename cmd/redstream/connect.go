@@ -11,14 +11,17 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/go-sql-driver/mysql"   // also the "mysql" database/sql driver
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redstream-go/redstream/internal/backoff"
+	"github.com/redstream-go/redstream/internal/dburl"
 )
 
 // connectTimeout bounds the first contact with each service.
@@ -116,9 +119,29 @@ func certPool(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// newDB opens PostgreSQL and checks that it answers.
+// newDB opens the database, PostgreSQL or MySQL as its URL says, and
+// checks that it answers. A MySQL connection interpolates its parameters
+// (one round trip a query rather than prepare, execute and close) unless
+// the URL says otherwise.
 func newDB(ctx context.Context, cfg DatabaseConfig) (*sql.DB, error) {
-	db, err := sql.Open("pgx", cfg.URL)
+	driver, dsn := cfg.driver, cfg.dsn
+	if driver == "" {
+		var err error
+		if driver, dsn, err = dburl.Parse(cfg.URL); err != nil {
+			return nil, fmt.Errorf("database.url: %w", err)
+		}
+	}
+	if driver == dburl.MySQL {
+		mc, err := mysql.ParseDSN(dsn)
+		if err != nil {
+			return nil, fmt.Errorf("database.url: %w", err)
+		}
+		if !strings.Contains(dsn, "interpolateParams=") {
+			mc.InterpolateParams = true
+		}
+		dsn = mc.FormatDSN()
+	}
+	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("database.url: %w", err)
 	}
@@ -129,7 +152,11 @@ func newDB(ctx context.Context, cfg DatabaseConfig) (*sql.DB, error) {
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+		name := "PostgreSQL"
+		if driver == dburl.MySQL {
+			name = "MySQL"
+		}
+		return nil, fmt.Errorf("connect to %s: %w", name, err)
 	}
 	return db, nil
 }
