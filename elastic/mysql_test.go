@@ -360,7 +360,7 @@ func TestMySQLCustomQuery(t *testing.T) {
 	docs, err := loader.Load(ctx, []string{"a", "c", "zz", `x"y`})
 	must(t, err)
 	slices.SortFunc(docs, func(a, b elastic.Document) int { return strings.Compare(a.ID, b.ID) })
-	if len(docs) != 2 || docs[0].ID != "a" || string(docs[0].Source) != `{"label": "LA", "n": 3}` ||
+	if len(docs) != 2 || docs[0].ID != "a" || string(docs[0].Source) != `{"label":"LA","n":3}` ||
 		docs[0].Version != 3 || !docs[0].HasVersion || docs[0].Deleted || !docs[1].Deleted {
 		t.Fatalf("docs = %+v", docs)
 	}

@@ -1,6 +1,7 @@
 package elastic
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"database/sql"
@@ -251,7 +252,7 @@ func (l *TableLoader) Load(ctx context.Context, ids []string) ([]Document, error
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("elastic: scan row: %w", err)
 		}
-		arena = append(arena, src...)
+		arena = l.appendSource(arena, src)
 		ends = append(ends, len(arena))
 		docs = append(docs, Document{
 			ID:      id,
@@ -269,6 +270,22 @@ func (l *TableLoader) Load(ctx context.Context, ids []string) ([]Document, error
 		return nil, fmt.Errorf("elastic: load rows: %w", err)
 	}
 	return docs, nil
+}
+
+// appendSource appends a document's source to arena: as it is from
+// PostgreSQL; compacted from MySQL, whose JSON functions put a space after
+// every colon and comma (a source that is not JSON is left to the index
+// to refuse).
+func (l *TableLoader) appendSource(arena, src []byte) []byte {
+	if l.kind != mysqlDB {
+		return append(arena, src...)
+	}
+	n := len(arena)
+	buf := bytes.NewBuffer(arena)
+	if err := json.Compact(buf, src); err != nil {
+		return append(arena[:n], src...)
+	}
+	return buf.Bytes()
 }
 
 // DeleteVersion implements DeleteVersioner: with a timestamp

@@ -70,6 +70,11 @@ func TestConfigProblems(t *testing.T) {
 			[]string{"streams[0].document: columns and query exclude each other"}},
 		{"query without ids", validConfig + validStream + "    document:\n      query: SELECT 1\n",
 			[]string{"streams[0].document.query: must use $1"}},
+		{"MySQL query with $1", strings.Replace(validConfig, "postgres://u:p@127.0.0.1:5432/db", "mysql://u:p@127.0.0.1:3306/db", 1) +
+			validStream + "    document:\n      query: SELECT id, doc FROM t WHERE id = ANY($1)\n",
+			[]string{"streams[0].document.query: must use ?, the ids as a JSON array"}},
+		{"bad MySQL URL", strings.Replace(validConfig, "postgres://u:p@127.0.0.1:5432/db", "mysql://u@h/a/b", 1) + validStream,
+			[]string{"database.url: MySQL URL: database name"}},
 		{"query and soft delete", validConfig + validStream + "    soft_delete_column: deleted_at\n    document:\n      query: SELECT $1\n",
 			[]string{`streams[0].soft_delete_column: not used with document.query: return a "deleted" column`}},
 		{"trim consumers without the consumer", validConfig + validStream + "    trim_consumers: [cache]\n",

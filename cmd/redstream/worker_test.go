@@ -37,6 +37,7 @@ type fixture struct {
 	rdb    *redis.Client
 	ns     string
 	dsn    string
+	mysql  bool // the database is MariaDB, dsn a go-sql-driver/mysql DSN
 	es     *estest.Server
 	config string
 	listen string
@@ -47,9 +48,17 @@ type fixture struct {
 // (indented as one entry of streams).
 func newFixture(t *testing.T, streamYAML string) *fixture {
 	t.Helper()
-	f := &fixture{dsn: testenv.Schema(t), es: estest.New(t), listen: freeAddr(t)}
+	f := &fixture{dsn: testenv.Schema(t)}
 	f.rdb, f.ns = testenv.Redis(t)
 	f.db = pluginDB(t, f.dsn, f.rdb, f.ns, &product{})
+	return f.configure(t, streamYAML)
+}
+
+// configure starts the fixture's test server and writes its config, for
+// the database and Redis namespace the fixture has.
+func (f *fixture) configure(t *testing.T, streamYAML string) *fixture {
+	t.Helper()
+	f.es, f.listen = estest.New(t), freeAddr(t)
 	dir := t.TempDir()
 	writeMapping(t, dir)
 	f.config = writeFile(t, dir, "redstream.yaml", fmt.Sprintf(`
