@@ -157,6 +157,7 @@ bench: services
 
 # The products example synced by the worker for DEMO_SECONDS (default 20),
 # then a few documents and the verify result; see scripts/demo.sh.
+# DB=mysql runs it on MariaDB (MYSQL_URL).
 demo:
 	@bash scripts/demo.sh
 

@@ -422,8 +422,8 @@ func (h *Handler) load(ctx context.Context, ids []string) (docs []Document, bad 
 }
 
 // dataException returns the database's error in err's chain when it is a
-// PostgreSQL data exception (SQLSTATE class 22), as drivers that expose
-// SQLState report it; nil otherwise.
+// data exception (SQLSTATE class 22), as drivers that expose SQLState
+// report it (pgx; go-sql-driver/mysql in a field); nil otherwise.
 func dataException(err error) error {
 	var e interface {
 		error
@@ -432,7 +432,7 @@ func dataException(err error) error {
 	if errors.As(err, &e) && strings.HasPrefix(e.SQLState(), "22") {
 		return e
 	}
-	return nil
+	return mysqlDataException(err)
 }
 
 // IDError is the dead-letter reason of a message whose record id cannot be

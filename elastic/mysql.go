@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // MySQL and MariaDB: the SQL of TableLoader, Backfill and Verify.
@@ -314,4 +316,15 @@ func (w *keyWalker) mysqlTableRows(ctx context.Context) (float64, error) {
 		return 0, errors.Join(err, errors.New("no estimate"))
 	}
 	return n.Float64, nil
+}
+
+// mysqlDataException returns the MySQL error in err's chain when it is a
+// data exception (SQLSTATE class 22, such as 22007, an incorrect date
+// value); nil otherwise.
+func mysqlDataException(err error) error {
+	var e *mysql.MySQLError
+	if errors.As(err, &e) && e.SQLState[0] == '2' && e.SQLState[1] == '2' {
+		return e
+	}
+	return nil
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # make demo: the products example and the redstream worker, together.
+# make demo DB=mysql: the same on MariaDB (MYSQL_URL, a mysql:// URL).
 #
-#   1. ensures PostgreSQL and Redis answer (scripts/services.sh);
-#   2. creates a schema for the demo and its products table;
+#   1. ensures PostgreSQL, MariaDB and Redis answer (scripts/services.sh);
+#   2. creates a schema (on MySQL, a database) for the demo and its
+#      products table;
 #   3. builds redstream and the example app;
 #   4. runs the app (creates, updates, soft deletes, bulk price changes)
 #      and the worker together for DEMO_SECONDS (default 20);
@@ -22,7 +24,15 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DEMO_SECONDS:-20}
 CATCH_UP_SECONDS=${DEMO_CATCH_UP_SECONDS:-60}
-BASE_DATABASE_URL=${DATABASE_URL:-postgres://redstream:redstream@127.0.0.1:5432/redstream_test?sslmode=disable}
+DB=${DB:-postgres}
+case $DB in
+postgres) BASE_DATABASE_URL=${DATABASE_URL:-postgres://redstream:redstream@127.0.0.1:5432/redstream_test?sslmode=disable} ;;
+mysql) BASE_DATABASE_URL=${MYSQL_URL:-mysql://redstream:redstream@127.0.0.1:3306/redstream_test} ;;
+*)
+	echo "demo: DB=$DB: want postgres or mysql" >&2
+	exit 2
+	;;
+esac
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 GO=${GO:-go}
 
@@ -32,9 +42,28 @@ die() {
 	exit 1
 }
 
-for tool in psql redis-cli curl; do
-	command -v "$tool" >/dev/null 2>&1 || die "$tool is needed (apt-get install postgresql-client redis-tools curl)"
+sql_client=psql
+[[ $DB == mysql ]] && sql_client=mysql
+for tool in $sql_client redis-cli curl; do
+	command -v "$tool" >/dev/null 2>&1 || die "$tool is needed (apt-get install postgresql-client mariadb-client redis-tools curl)"
 done
+
+# On MySQL, the parts of BASE_DATABASE_URL (mysql://user:password@host:port/db)
+# for the mysql client.
+if [[ $DB == mysql ]]; then
+	[[ $BASE_DATABASE_URL == mysql://*@*/* ]] || die "MYSQL_URL must be mysql://user:password@host:port/database"
+	my_rest=${BASE_DATABASE_URL#mysql://}
+	my_cred=${my_rest%%@*}
+	my_hostport=${my_rest#*@}
+	my_hostport=${my_hostport%%/*}
+	my_user=${my_cred%%:*}
+	my_pass=
+	[[ $my_cred == *:* ]] && my_pass=${my_cred#*:}
+	my_host=${my_hostport%%:*}
+	my_port=3306
+	[[ $my_hostport == *:* ]] && my_port=${my_hostport##*:}
+fi
+mysql_cli() { MYSQL_PWD=$my_pass mysql --no-defaults -h "$my_host" -P "$my_port" -u "$my_user" "$@"; }
 
 suffix=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
 schema=demo_$suffix
@@ -55,7 +84,9 @@ cleanup() {
 	for pid in $worker_pid $es_pid; do
 		kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
 	done
-	if [[ -n $schema_created ]]; then
+	if [[ -n $schema_created && $DB == mysql ]]; then
+		mysql_cli -e "DROP DATABASE IF EXISTS $schema" && echo "dropped database $schema"
+	elif [[ -n $schema_created ]]; then
 		psql -X -q "$BASE_DATABASE_URL" -c "SET client_min_messages = warning" -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null &&
 			echo "dropped schema $schema"
 	fi
@@ -78,7 +109,7 @@ trap 'exit 130' INT TERM
 
 say "services"
 bash scripts/services.sh
-echo "PostgreSQL and Redis answer"
+echo "PostgreSQL, MariaDB and Redis answer; the demo uses $DB"
 
 say "building"
 "$GO" build -o "$work/redstream" ./cmd/redstream
@@ -113,11 +144,17 @@ else
 fi
 
 say "schema"
-psql -X -q -v ON_ERROR_STOP=1 "$BASE_DATABASE_URL" -c "CREATE SCHEMA $schema" >/dev/null
-schema_created=1
-sep='?'
-[[ $BASE_DATABASE_URL == *'?'* ]] && sep='&'
-database_url="$BASE_DATABASE_URL${sep}search_path=$schema"
+if [[ $DB == mysql ]]; then
+	mysql_cli -e "CREATE DATABASE $schema CHARACTER SET utf8mb4"
+	schema_created=1
+	database_url="mysql://$my_cred@$my_hostport/$schema"
+else
+	psql -X -q -v ON_ERROR_STOP=1 "$BASE_DATABASE_URL" -c "CREATE SCHEMA $schema" >/dev/null
+	schema_created=1
+	sep='?'
+	[[ $BASE_DATABASE_URL == *'?'* ]] && sep='&'
+	database_url="$BASE_DATABASE_URL${sep}search_path=$schema"
+fi
 "$work/products" -setup -database "$database_url"
 echo "schema $schema, Redis namespace $namespace"
 
@@ -162,8 +199,12 @@ else
 	cat "$work/docs.json"
 	echo
 fi
-rows=$(psql -X -qtA "$BASE_DATABASE_URL" -c "SELECT count(*) || ' rows, ' || count(deleted_at) || ' soft-deleted' FROM $schema.products")
-echo "PostgreSQL: $rows; Elasticsearch: $(curl -fsS "$es_url/$index/_count" | sed 's/.*"count":\([0-9]*\).*/\1/') documents"
+if [[ $DB == mysql ]]; then
+	rows=$(mysql_cli -N -e "SELECT CONCAT(count(*), ' rows, ', count(deleted_at), ' soft-deleted') FROM $schema.products")
+else
+	rows=$(psql -X -qtA "$BASE_DATABASE_URL" -c "SELECT count(*) || ' rows, ' || count(deleted_at) || ' soft-deleted' FROM $schema.products")
+fi
+echo "$DB: $rows; Elasticsearch: $(curl -fsS "$es_url/$index/_count" | sed 's/.*"count":\([0-9]*\).*/\1/') documents"
 
 say "redstream status"
 redstream status

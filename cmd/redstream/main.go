@@ -1,4 +1,4 @@
-// Command redstream keeps Elasticsearch indexes in sync with PostgreSQL
+// Command redstream keeps Elasticsearch indexes in sync with PostgreSQL, MySQL or MariaDB
 // tables over Redis streams, from a configuration file, and offers the
 // commands an operator needs around it.
 //
@@ -6,7 +6,7 @@
 //
 //	redstream worker   --config FILE   run consumers, delayers and trimmers
 //	redstream status   --config FILE   streams, offsets, lag, leases, dead letters
-//	redstream backfill --config FILE --stream NAME   index a table from PostgreSQL
+//	redstream backfill --config FILE --stream NAME   index a table from the database
 //	redstream verify   --config FILE --stream NAME [--repair]   compare a table with its index
 //	redstream dlq      list|replay|drop --config FILE --stream NAME
 //	redstream version  (also --version)
@@ -78,7 +78,7 @@ func commands() []command {
 	return []command{
 		{"worker", "run the sync workers of every configured stream", runWorker},
 		{"status", "show streams, consumer offsets and lag, leases and dead letters", runStatus},
-		{"backfill", "index a whole table (or a key range) straight from PostgreSQL", runBackfill},
+		{"backfill", "index a whole table (or a key range) straight from the database", runBackfill},
 		{"verify", "compare a table with its index; --repair queues the differences", runVerify},
 		{"dlq", "list, replay or drop dead-lettered messages", runDLQ},
 		{"version", "print the version", runVersion},

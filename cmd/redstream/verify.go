@@ -25,7 +25,7 @@ type verifyReport struct {
 	Stream    string           `json:"stream"`
 	Index     string           `json:"index"`
 	KeyField  string           `json:"key_field"`
-	Rows      int64            `json:"rows"`      // rows walked in PostgreSQL
+	Rows      int64            `json:"rows"`      // rows walked in the table
 	Documents int64            `json:"documents"` // documents walked in the index
 	Missing   elastic.IDSample `json:"missing"`   // rows that should be indexed but are not
 	Extra     elastic.IDSample `json:"extra"`     // documents whose row is gone or soft-deleted
@@ -166,9 +166,9 @@ func (r *verifyReport) print(w io.Writer) {
 		// The walk's count may include what the worker synced from the
 		// queue meanwhile: the count before the repair goes with the
 		// differences found.
-		fmt.Fprintf(w, "verify %s: %d rows in PostgreSQL, %d documents in index %s before the repair\n", r.Stream, r.Rows, *r.DocumentsBefore, r.Index)
+		fmt.Fprintf(w, "verify %s: %d rows in the table, %d documents in index %s before the repair\n", r.Stream, r.Rows, *r.DocumentsBefore, r.Index)
 	} else {
-		fmt.Fprintf(w, "verify %s: %d rows in PostgreSQL, %d documents in index %s\n", r.Stream, r.Rows, r.Documents, r.Index)
+		fmt.Fprintf(w, "verify %s: %d rows in the table, %d documents in index %s\n", r.Stream, r.Rows, r.Documents, r.Index)
 	}
 	line := func(label string, s elastic.IDSample, what string) {
 		fmt.Fprintf(w, "  %-8s %d", label+":", s.Count)

@@ -184,7 +184,7 @@ func TestVerify(t *testing.T) {
 	}
 	text = runBin(t, f.vars, "verify", "--repair", "--config", f.config, "--stream", "products")
 	for _, want := range []string{
-		"verify products: 11 rows in PostgreSQL, 10 documents in index products before the repair\n",
+		"verify products: 11 rows in the table, 10 documents in index products before the repair\n",
 		"differ: queued 4 ids on stream products; the worker syncs them\n",
 		"after the repair: 10 documents in index products when verify ended; run verify again once the worker has caught up\n",
 	} {

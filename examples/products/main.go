@@ -25,12 +25,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/redis/go-redis/v9"
+	gormmysql "gorm.io/driver/mysql"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 
 	"github.com/redstream-go/redstream"
+	"github.com/redstream-go/redstream/internal/dburl"
 )
 
 // Product is the synced model. DeletedAt makes deletes soft; UpdatedAt is
@@ -65,7 +68,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.SetOutput(stderr)
 	duration := fs.Duration("duration", 20*time.Second, "how long to keep writing")
 	interval := fs.Duration("interval", 20*time.Millisecond, "pause between two writes")
-	dbURL := fs.String("database", or(getenv("DATABASE_URL"), "postgres://redstream:redstream@127.0.0.1:5432/redstream_test?sslmode=disable"), "PostgreSQL `URL` (default $DATABASE_URL)")
+	dbURL := fs.String("database", or(getenv("DATABASE_URL"), "postgres://redstream:redstream@127.0.0.1:5432/redstream_test?sslmode=disable"), "PostgreSQL or MySQL `URL`: postgres://…, mysql://… or the MySQL driver's DSN (default $DATABASE_URL)")
 	redisURL := fs.String("redis", or(getenv("REDIS_URL"), "redis://127.0.0.1:6379/0"), "Redis `URL` (default $REDIS_URL)")
 	bulkEvery := fs.Duration("bulk-every", 2*time.Second, "pause between two bulk price changes")
 	ns := fs.String("namespace", "", "redstream key `namespace`; the worker's redis.namespace")
@@ -81,7 +84,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 1
 	}
 
-	db, err := gorm.Open(postgres.Open(*dbURL), &gorm.Config{Logger: logger.Discard})
+	dialector, now, err := openDatabase(*dbURL)
+	if err != nil {
+		return fail(fmt.Errorf("-database: %w", err))
+	}
+	db, err := gorm.Open(dialector, &gorm.Config{Logger: logger.Discard})
 	if err != nil {
 		return fail(err)
 	}
@@ -116,7 +123,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	ctx, cancel := context.WithTimeout(ctx, *duration)
 	defer cancel()
-	a := &app{db: db.WithContext(ctx), producer: producer}
+	a := &app{db: db.WithContext(ctx), producer: producer, now: now}
 	tick := time.NewTicker(*interval)
 	defer tick.Stop()
 	bulkTick := time.NewTicker(*bulkEvery)
@@ -148,6 +155,7 @@ func or(a, b string) string {
 type app struct {
 	db       *gorm.DB
 	producer *redstream.Producer
+	now      string // SQL for the current time, as updated_at holds it
 	stats
 }
 
@@ -230,7 +238,7 @@ func (a *app) bulk(ctx context.Context) error {
 		}
 		err := a.producer.Bulk(ctx, refs, func(ctx context.Context) error {
 			res := redstream.SkipCapture(a.db.WithContext(ctx)).Exec(
-				"UPDATE products SET price = price * 9 / 10, updated_at = now() WHERE id IN ?", ids)
+				"UPDATE products SET price = price * 9 / 10, updated_at = "+a.now+" WHERE id IN ?", ids)
 			a.bulkRows += int(res.RowsAffected)
 			return res.Error
 		})
@@ -240,4 +248,24 @@ func (a *app) bulk(ctx context.Context) error {
 	}
 	a.bulks++
 	return nil
+}
+
+// openDatabase returns the GORM dialector of a database URL and the SQL of
+// the current time as its updated_at column holds it: PostgreSQL's now(),
+// or on MySQL and MariaDB UTC_TIMESTAMP(6), as GORM writes DATETIME
+// columns in UTC (loc=UTC; parseTime lets it read them back).
+func openDatabase(url string) (gorm.Dialector, string, error) {
+	driver, dsn, err := dburl.Parse(url)
+	if err != nil {
+		return nil, "", err
+	}
+	if driver != dburl.MySQL {
+		return postgres.Open(dsn), "now()", nil
+	}
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, "", err
+	}
+	cfg.ParseTime, cfg.Loc = true, time.UTC
+	return gormmysql.Open(cfg.FormatDSN()), "UTC_TIMESTAMP(6)", nil
 }
