@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,7 +70,7 @@ var errRollback = errors.New("rolled back on purpose")
 // transactions and Producer.Bulk batch updates in raw SQL.
 type chaosWriter[M productModel] struct {
 	db       *gorm.DB
-	now      string // SQL for the database's time, as updated_at holds it
+	now      string // SQL for the database's time, as updated_at holds it; "" is PostgreSQL's
 	producer *redstream.Producer
 	rng      *rand.Rand
 	ids      []uint64 // rows that exist (soft-deleted or not)
@@ -166,7 +167,7 @@ func (w *chaosWriter[M]) step(ctx context.Context) error {
 		}
 		err := w.producer.Bulk(ctx, batch, func(ctx context.Context) error {
 			return redstream.SkipCapture(w.db).WithContext(ctx).
-				Exec("UPDATE products SET price = price + 1, updated_at = "+w.now+" WHERE id IN ?", ids).Error
+				Exec("UPDATE products SET price = price + 1, updated_at = "+cmp.Or(w.now, "clock_timestamp()")+" WHERE id IN ?", ids).Error
 		})
 		if err != nil {
 			return fmt.Errorf("bulk update: %w", err)
@@ -231,7 +232,7 @@ func runChaos[M productModel](t *testing.T, f *fixture, producer *redstream.Prod
 	waitReady(t, listens[0])
 	waitReady(t, listens[1])
 
-	w := &chaosWriter[M]{db: f.db, now: "clock_timestamp()", producer: producer, rng: rand.New(rand.NewPCG(cfg.seed, 1)), counts: map[string]int{}}
+	w := &chaosWriter[M]{db: f.db, producer: producer, rng: rand.New(rand.NewPCG(cfg.seed, 1)), counts: map[string]int{}}
 	if f.mysql {
 		w.now = "UTC_TIMESTAMP(6)" // a DATETIME holds UTC, as GORM writes it
 	}
