@@ -116,7 +116,11 @@
 //     exists, prefix and constant_score. Every other query type is rejected
 //     with 400 "... is not implemented by the estest server", as are the q
 //     parameter, scroll, aggregations, highlighting, suggesters, collapse,
-//     fields/docvalue_fields, point in time, knn and runtime fields.
+//     fields/docvalue_fields, point in time, knn and runtime fields. A term,
+//     terms or range value that a number or boolean field cannot parse fails
+//     the search on its shards (query_shard_exception "failed to create
+//     query: ..."), as in Elasticsearch; one that a date field cannot parse
+//     matches nothing instead.
 //   - Scores are not BM25: a matching scoring clause adds its boost (1), so
 //     relevance ordering is only roughly like Elasticsearch's. Text analysis
 //     is a simplified standard analyzer (lowercased letter and digit runs);

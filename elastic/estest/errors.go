@@ -145,20 +145,50 @@ func (ix *index) shardMeta(e *esError) *esError {
 	return e.with("index_uuid", ix.uuid, "shard", "0", "index", ix.name)
 }
 
+// javaExceptions are the exception types raised by the JDK rather than
+// ElasticsearchExceptions. ElasticsearchException.guessRootCauses wraps
+// such an exception in one of the same name whose cause it is, so a search
+// phase's caused_by shows it twice; an ElasticsearchException is its own
+// root cause unless its cause is one too.
+var javaExceptions = map[string]bool{
+	"illegal_argument_exception": true, "number_format_exception": true,
+	"illegal_state_exception": true, "null_pointer_exception": true,
+	"arithmetic_exception": true, "unsupported_operation_exception": true,
+	"class_cast_exception": true, "date_time_parse_exception": true,
+}
+
 // searchPhaseError wraps a shard failure the way a search that failed on
-// every shard reports it: search_phase_execution_exception "all shards failed".
+// every shard reports it: search_phase_execution_exception "all shards
+// failed", with the shard failure's guessed root cause as caused_by
+// (SearchPhaseExecutionException.guessFirstRootCause).
 func searchPhaseError(indexName string, shardErr *esError) *esError {
-	failed := obj("shard", 0, "index", indexName, "node", nodeID, "reason", shardErr.inner())
-	causeCopy := *shardErr
-	cause := &causeCopy
-	cause.cause = shardErr
+	return searchPhaseErrorOn([]string{indexName}, shardErr)
+}
+
+// searchPhaseErrorOn is searchPhaseError for a failure on every shard of
+// several indices.
+func searchPhaseErrorOn(indexNames []string, shardErr *esError) *esError {
+	failed := make([]any, len(indexNames))
+	for i, name := range indexNames {
+		failed[i] = obj("shard", 0, "index", name, "node", nodeID, "reason", shardErr.inner())
+	}
+	root := shardErr
+	for !javaExceptions[root.typ] && root.cause != nil && !javaExceptions[root.cause.typ] {
+		root = root.cause
+	}
+	cause := root
+	if javaExceptions[root.typ] {
+		wrapper := *root
+		wrapper.cause = root
+		cause = &wrapper
+	}
 	e := &esError{
 		status:     shardErr.status,
 		typ:        "search_phase_execution_exception",
 		reason:     "all shards failed",
-		meta:       []member{{Key: "phase", Val: "query"}, {Key: "grouped", Val: true}, {Key: "failed_shards", Val: []any{failed}}},
+		meta:       []member{{Key: "phase", Val: "query"}, {Key: "grouped", Val: true}, {Key: "failed_shards", Val: failed}},
 		cause:      cause,
-		rootCauses: []*esError{shardErr},
+		rootCauses: []*esError{root},
 	}
 	return e
 }

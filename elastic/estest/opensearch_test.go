@@ -47,6 +47,7 @@ var sharedTests = []struct {
 	{"TestSearchQueries", TestSearchQueries},
 	{"TestMaxScore", TestMaxScore},
 	{"TestSearchErrors", TestSearchErrors},
+	{"TestShardLevelErrors", TestShardLevelErrors},
 	{"TestSortOnIDIsRejected", TestSortOnIDIsRejected},
 	{"TestSortOnTextIsRejected", TestSortOnTextIsRejected},
 	{"TestFilterPath", TestFilterPath},

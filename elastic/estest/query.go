@@ -656,3 +656,57 @@ func analyze(s string) []string {
 		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '_'
 	})
 }
+
+// checkQuery raises the shard-level error Elasticsearch raises when it
+// builds a query against an index's mapping: a term, terms or range value
+// that the field's type cannot parse fails with query_shard_exception
+// "failed to create query: ..." caused by the parse error (a number field
+// given "abc", a boolean field given "maybe").
+func checkQuery(ix *index, q query) *esError {
+	var values []any
+	var field string
+	switch t := q.(type) {
+	case *termQuery:
+		field, values = t.field, t.values
+	case *rangeQuery:
+		field, values = t.field, []any{t.gt, t.gte, t.lt, t.lte}
+	case *constantScore:
+		return checkQuery(ix, t.inner)
+	case *boolQuery:
+		for _, qs := range [][]query{t.must, t.filter, t.should, t.mustNot} {
+			for _, sub := range qs {
+				if err := checkQuery(ix, sub); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	default:
+		return nil
+	}
+	f := ix.mapping.lookup(field)
+	if f == nil {
+		return nil
+	}
+	for _, v := range values {
+		s, ok := v.(string)
+		if !ok {
+			continue
+		}
+		var cause *esError
+		switch f.typ {
+		case "long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float":
+			if _, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err != nil {
+				cause = newErr(400, "number_format_exception", "For input string: \"%s\"", s)
+			}
+		case "boolean":
+			if s != "true" && s != "false" && s != "" {
+				cause = errIllegalArgument("Can't parse boolean value [%s], expected [true] or [false]", s)
+			}
+		}
+		if cause != nil {
+			return ix.shardMeta(newErr(400, "query_shard_exception", "failed to create query: %s", cause.reason)).withoutShard().causedBy(cause)
+		}
+	}
+	return nil
+}

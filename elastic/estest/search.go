@@ -115,6 +115,18 @@ func handleSearch(rc *reqCtx) (int, any, *esError) {
 			failErr = searchPhaseError(ix.name, e)
 			continue
 		}
+		if e := checkQuery(ix, sr.query); e != nil {
+			failures = append(failures, obj("shard", 0, "index", ix.name, "node", nodeID, "reason", e.inner()))
+			failErr = searchPhaseError(ix.name, e)
+			continue
+		}
+		if sr.postFilter != nil {
+			if e := checkQuery(ix, sr.postFilter); e != nil {
+				failures = append(failures, obj("shard", 0, "index", ix.name, "node", nodeID, "reason", e.inner()))
+				failErr = searchPhaseError(ix.name, e)
+				continue
+			}
+		}
 		c := &evalCtx{ix: ix}
 		collected := 0
 		for _, d := range docOrder(ix.searcher(now)) {
@@ -161,7 +173,12 @@ func handleSearch(rc *reqCtx) (int, any, *esError) {
 	if sr.searchAfter != nil {
 		after, err := parseSearchAfter(sr.searchAfter, sr.sorts, ixs)
 		if err != nil {
-			return 0, nil, err
+			// SearchAfterBuilder.buildFieldDoc runs on the shards.
+			names := make([]string, len(ixs))
+			for i, ix := range ixs {
+				names[i] = ix.name
+			}
+			return 0, nil, searchPhaseErrorOn(names, err)
 		}
 		n := 0
 		for _, hh := range hits {
@@ -817,7 +834,8 @@ func parseSearchAfter(a *array, sorts []sortSpec, ixs []*index) ([]sortKey, *esE
 			if err != nil {
 				f, ferr := strconv.ParseFloat(string(n), 64)
 				if ferr != nil {
-					return nil, errIllegalArgument("Failed to parse search_after value for field [%s].", s.field)
+					return nil, errIllegalArgument("Failed to parse search_after value for field [%s].", s.field).
+						causedBy(newErr(400, "number_format_exception", "For input string: \"%s\"", scalarText(v)))
 				}
 				i64 = int64(f)
 			}
@@ -866,6 +884,11 @@ func handleCount(rc *reqCtx) (int, any, *esError) {
 	}
 	now := h.now()
 	n, shards := 0, 0
+	for _, ix := range ixs {
+		if e := checkQuery(ix, q); e != nil {
+			return 0, nil, searchPhaseError(ix.name, e)
+		}
+	}
 	for _, ix := range ixs {
 		shards += ix.shards
 		c := &evalCtx{ix: ix}

@@ -168,6 +168,50 @@ func TestMaxScore(t *testing.T) {
 	}
 }
 
+func TestShardLevelErrors(t *testing.T) {
+	t.Parallel()
+	c, _ := target(t)
+	idx := indexName(t, c)
+	mustCreate(t, c, idx, `{"settings":{"number_of_shards":1,"number_of_replicas":0},"mappings":{"properties":{"i":{"type":"long"},"d":{"type":"double"},"b":{"type":"boolean"}}}}`)
+	call(t, c, "PUT", "/"+idx+"/_doc/1?refresh=true", `{"i":1,"d":1.5,"b":true}`)
+	const nfe = `For input string: "abc"`
+	for _, tc := range []struct {
+		path, body   string
+		root, reason string
+		causes       []string // caused_by, caused_by.caused_by, ... types
+	}{
+		{"/_search", `{"query":{"term":{"i":"abc"}}}`, "query_shard_exception", "failed to create query: " + nfe, []string{"query_shard_exception", "number_format_exception"}},
+		{"/_search", `{"query":{"terms":{"i":[1,"abc"]}}}`, "query_shard_exception", "failed to create query: " + nfe, []string{"query_shard_exception", "number_format_exception"}},
+		{"/_search", `{"query":{"bool":{"filter":[{"range":{"d":{"gte":"abc"}}}]}}}`, "query_shard_exception", "failed to create query: " + nfe, []string{"query_shard_exception", "number_format_exception"}},
+		{"/_search", `{"query":{"term":{"b":"maybe"}}}`, "query_shard_exception", "failed to create query: Can't parse boolean value [maybe], expected [true] or [false]", []string{"query_shard_exception", "illegal_argument_exception"}},
+		{"/_search", `{"post_filter":{"term":{"i":"abc"}}}`, "query_shard_exception", "failed to create query: " + nfe, []string{"query_shard_exception", "number_format_exception"}},
+		{"/_count", `{"query":{"term":{"i":"abc"}}}`, "query_shard_exception", "failed to create query: " + nfe, []string{"query_shard_exception", "number_format_exception"}},
+		// an ElasticsearchException is its own root cause, given once
+		{"/_search", `{"sort":[{"nosuchfield":"asc"}]}`, "query_shard_exception", "No mapping found for [nosuchfield] in order to sort on", []string{"query_shard_exception"}},
+		// a JDK exception is wrapped in one of its name: given twice
+		{"/_search", `{"sort":[{"i":"asc"}],"search_after":[1,2]}`, "illegal_argument_exception", "search_after has 2 value(s) but sort has 1.", []string{"illegal_argument_exception", "illegal_argument_exception"}},
+		{"/_search", `{"sort":[{"i":"asc"}],"search_after":["abc"]}`, "illegal_argument_exception", "Failed to parse search_after value for field [i].", []string{"illegal_argument_exception", "illegal_argument_exception", "number_format_exception"}},
+	} {
+		what := tc.path + " " + tc.body
+		r := call(t, c, "POST", "/"+idx+tc.path, tc.body)
+		expectStatus(t, r, 400)
+		expectEq(t, what+": type", r.str("error.type"), "search_phase_execution_exception")
+		expectEq(t, what+": reason", r.str("error.reason"), "all shards failed")
+		expectEq(t, what+": root_cause", r.str("error.root_cause.0.type"), tc.root)
+		expectEq(t, what+": root_cause reason", r.str("error.root_cause.0.reason"), tc.reason)
+		expectEq(t, what+": failed shard", r.str("error.failed_shards.0.reason.type"), tc.root)
+		p := "error."
+		for i, typ := range tc.causes {
+			p += "caused_by."
+			expectEq(t, what+": "+p+"type", r.str(p+"type"), typ)
+			if i == 0 {
+				expectEq(t, what+": caused_by reason", r.str(p+"reason"), tc.reason)
+			}
+		}
+		expectEq(t, what+": "+p+"caused_by", r.get(p+"caused_by"), nil)
+	}
+}
+
 func TestSearchErrors(t *testing.T) {
 	t.Parallel()
 	c, _ := target(t)
