@@ -245,3 +245,31 @@ func TestESClientRetries(t *testing.T) {
 		})
 	}
 }
+
+// TestItemRetriesFollowMaxRetries checks that the handler resends items
+// answered 429 at most elasticsearch.max_retries times inside a batch, on
+// the configured pauses, and that the consumer then retries the batch
+// until the document is written.
+func TestItemRetriesFollowMaxRetries(t *testing.T) {
+	t.Parallel()
+	needFaultServer(t)
+	f := newFixture(t, "")
+	f.editConfig(t, "  urls: [http://unused:9200]\n",
+		"  urls: [http://unused:9200]\n  max_retries: 2\n  retry_backoff: 10ms\n  max_retry_backoff: 20ms\n")
+	// Three refusals: the first try and two resends fail the batch; the
+	// consumer's next delivery writes it.
+	f.es.FailItem("products", "1", 429, "es_rejected_execution_exception", "rejected execution of primary operation", 3)
+	w := startBin(t, f.vars, "worker", "--config", f.config)
+	waitReady(t, f.listen)
+	p := product{ID: 1, Title: "tea"}
+	f.create(t, &p)
+	within(t, 30*time.Second, "the document", func() bool { return f.indexed(&p) })
+	out := w.stderr.String()
+	if !strings.Contains(out, "1 documents still refused (429/5xx) after 2 resends") ||
+		strings.Count(out, "redstream: handler failed; retrying the batch") != 1 {
+		t.Errorf("want one failed batch after 2 resends:\n%s", out)
+	}
+	if code := w.stop(t); code != 0 {
+		t.Errorf("exit code after SIGTERM: %d", code)
+	}
+}
