@@ -307,7 +307,10 @@ func (c *Consumer) Stats() ConsumerStats {
 // the consumer's lease, reads from the committed offset (0-0 when none),
 // hands each batch to the handler and commits the batch's last id, fenced
 // by the lease. Redis errors and handler errors are retried with capped
-// exponential backoff and jitter; a lost lease is waited for again.
+// exponential backoff and jitter; a lost lease is waited for again. When
+// Redis no longer holds the offset it committed or the entry it read (a
+// failover to a replica that had not received them), it logs a warning
+// and goes on from the stored offset, delivering again what follows it.
 //
 // On ctx cancel the handler's context is cancelled too. A batch the handler
 // still completes (returns nil) is committed; otherwise it is abandoned and
@@ -330,15 +333,28 @@ func (c *Consumer) consume(s *session, offset ID) error {
 			continue
 		}
 		if len(msgs) == 0 {
+			// Idle: make sure no failover took commits away meanwhile.
+			if stored, err := readOffset(s.ctx, c.rdb, c.offset); err == nil && stored != offset {
+				if offset, err = c.reread(s, offset, ID{}); err != nil || s.ctx.Err() != nil {
+					return err
+				}
+			}
 			continue
 		}
 		h := c.newBatch(msgs)
+		h.prev = offset
 		c.update(func() { c.pending = msgs[0].id })
 		if !c.deliver(s, h) {
 			return nil
 		}
 		if ok, err := c.settle(s, h); !ok {
-			return err
+			if !errors.Is(err, errOffsetMoved) {
+				return err
+			}
+			if offset, err = c.reread(s, offset, h.last); err != nil {
+				return err
+			}
+			continue
 		}
 		s.ok()
 		offset = h.last
@@ -354,10 +370,35 @@ func (c *Consumer) consume(s *session, offset ID) error {
 	return nil
 }
 
+// reread reads the stored offset after a commit or an idle check found
+// that this Redis node does not have what the consumer read or committed
+// (see lease.commitAfter), and returns it, the offset to go on from.
+// offset is the one the consumer went on from until now, last the batch
+// whose commit was refused (zero after an idle check). The entries after
+// the stored offset are delivered again, those this consumer had handled
+// included: at least once.
+func (c *Consumer) reread(s *session, offset, last ID) (ID, error) {
+	stored, ok, err := s.readOffset()
+	if !ok {
+		return offset, err
+	}
+	attrs := []any{"stream", c.stream, "consumer", c.name, "offset", offset.String(), "stored", stored.String()}
+	if !last.IsZero() {
+		attrs = append(attrs, "refused", last.String())
+	}
+	c.log.WarnContext(s.ctx, "redstream: Redis does not hold what this consumer read or committed (a failover, or an offset reset or a trim); going on from the stored offset", attrs...)
+	c.update(func() {
+		c.committed = stored
+		c.pending = ID{}
+	})
+	return stored, nil
+}
+
 // inHand is a batch read and not yet committed, with what is left to do.
 type inHand struct {
 	b       *Batch
 	invalid map[ID]error // entries that are not messages: never handled
+	prev    ID           // the offset the batch was read after
 	last    ID           // the last entry's id, the offset to commit
 	dead    map[ID]error // what the handler dead-lettered
 	written bool         // the dead letters are written
@@ -409,8 +450,8 @@ func (c *Consumer) settle(s *session, h *inHand) (bool, error) {
 		switch {
 		case err == nil:
 			return true, nil
-		case errors.Is(err, ErrLockLost):
-			return false, ErrLockLost
+		case errors.Is(err, ErrLockLost), errors.Is(err, errOffsetMoved):
+			return false, err
 		}
 		if !s.retry("redstream: consumer commit failed; retrying", err) {
 			return false, nil
@@ -426,7 +467,7 @@ func (c *Consumer) commit(ctx context.Context, l *lease, h *inHand) error {
 		}
 		h.written = true
 	}
-	return l.commitKey(ctx, c.offset, h.last)
+	return l.commitAfter(ctx, c.key, c.offset, h.prev, h.last)
 }
 
 // leaseContext is the context of a handler call: its Err also checks the

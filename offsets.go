@@ -31,14 +31,40 @@ var (
 // Cluster, the lock and offset keys must share a slot (brace the stream
 // name).
 func (l *lease) CommitOffset(ctx context.Context, stream, consumer string, id ID) error {
-	return l.commitKey(ctx, l.lr.keys.Offset(stream, consumer), id)
+	n, err := luaCommit.Run(ctx, l.lr.rdb, []string{l.lr.key, l.lr.keys.Offset(stream, consumer)}, l.value, id.String()).Int64()
+	return l.commitResult(ctx, id, n, err)
 }
 
-func (l *lease) commitKey(ctx context.Context, offsetKey string, id ID) error {
-	n, err := luaCommit.Run(ctx, l.lr.rdb, []string{l.lr.key, offsetKey}, l.value, id.String()).Int64()
+// errOffsetMoved is what a commit returns when the stored offset is not the
+// one its holder last read or committed.
+var errOffsetMoved = errors.New("redstream: the committed offset is not the one this holder committed")
+
+// commitAfter commits id, the last entry of a batch read from stream,
+// as the offset at offsetKey like CommitOffset, provided the key still
+// holds prev, the offset this holder read or committed last, and the
+// stream holds the entry id; otherwise it writes nothing and returns
+// errOffsetMoved.
+//
+// Under the lease only its holder writes the offset, so either check
+// failing means the holder read from, or committed to, another node than
+// this one: Redis failed over to a replica that had not received its last
+// reads' entries or commits. An operator resetting the offset, or trimming
+// the entry away, looks the same. Going on from id, the holder would skip
+// the entries the new master got after the stored offset, which it never
+// read; it must read the stored offset and go on from there.
+func (l *lease) commitAfter(ctx context.Context, stream, offsetKey string, prev, id ID) error {
+	n, err := luaCommit.Run(ctx, l.lr.rdb, []string{l.lr.key, offsetKey, stream}, l.value, id.String(), prev.String()).Int64()
+	return l.commitResult(ctx, id, n, err)
+}
+
+// commitResult turns the commit script's reply into an error, and logs a
+// commit that passed the fence.
+func (l *lease) commitResult(ctx context.Context, id ID, n int64, err error) error {
 	switch {
 	case err != nil:
 		return fmt.Errorf("redstream: commit offset %s: %w", id, err)
+	case n == -2:
+		return errOffsetMoved
 	case n < 0:
 		return ErrLockLost
 	}

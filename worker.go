@@ -199,25 +199,35 @@ func (w *worker) leased(l *lease, work func(*session, ID) error) error {
 	defer s.r.close()
 	var offset ID
 	if w.offset != "" {
-		for {
-			var err error
-			if offset, err = readOffset(s.ctx, w.rdb, w.offset); err == nil {
-				break
-			}
-			if s.ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, ErrInvalidID) {
-				return err
-			}
-			if !s.retry("redstream: "+w.kind+" cannot read its offset", err) {
-				return nil
-			}
+		var ok bool
+		var err error
+		if offset, ok, err = s.readOffset(); !ok {
+			return err
 		}
 		w.update(func() { w.committed = offset })
-		s.bo.Reset()
 	}
 	return work(s, offset)
+}
+
+// readOffset reads the worker's committed offset, retrying with backoff.
+// ok is false when the lease's context ended first, or when the stored
+// offset is not a stream id (err says so).
+func (s *session) readOffset() (offset ID, ok bool, err error) {
+	for {
+		if offset, err = readOffset(s.ctx, s.w.rdb, s.w.offset); err == nil {
+			s.bo.Reset()
+			return offset, true, nil
+		}
+		if s.ctx.Err() != nil {
+			return ID{}, false, nil
+		}
+		if errors.Is(err, ErrInvalidID) {
+			return ID{}, false, err
+		}
+		if !s.retry("redstream: "+s.w.kind+" cannot read its offset", err) {
+			return ID{}, false, nil
+		}
+	}
 }
 
 // retry counts a failed Redis call or handler call, logs it at a bounded
