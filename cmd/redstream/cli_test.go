@@ -25,6 +25,14 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("git rev-parse HEAD (the test runs in a git checkout): %v", err)
 	}
 	head := strings.TrimSpace(string(rev))
+	// In a linked worktree go build records no VCS stamp (golang/go#58218):
+	// the binary must say so, and how to get one.
+	dirs, err := exec.Command("git", "rev-parse", "--git-dir", "--git-common-dir").Output()
+	if err != nil {
+		t.Fatalf("git rev-parse --git-dir --git-common-dir: %v", err)
+	}
+	d := strings.Fields(string(dirs))
+	linked := len(d) == 2 && d[0] != d[1]
 	dir := t.TempDir()
 	for _, c := range []struct {
 		name    string
@@ -47,6 +55,17 @@ func TestVersion(t *testing.T) {
 				t.Fatalf("version: %v", err)
 			}
 			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if linked {
+				f := strings.Fields(lines[0])
+				hinted := len(lines) == 2 && strings.Contains(lines[1], "linked worktree")
+				if c.name == "ldflags" {
+					hinted = len(lines) == 1
+				}
+				if len(f) != 4 || !c.version(f[1]) && f[1] != "devel" || !hinted {
+					t.Errorf("built in a linked worktree, version printed:\n%s", out)
+				}
+				return
+			}
 			if len(lines) < 3 {
 				t.Fatalf("version printed %d lines, want 3:\n%s", len(lines), out)
 			}

@@ -28,7 +28,9 @@ type buildInfo struct {
 // in a checkout (Go 1.24 and later) the tag or a pseudo-version made of
 // the commit's time and hash, +dirty with uncommitted changes; else
 // "devel". The revision is recorded by go build in a git checkout unless
-// -buildvcs=false (or GOFLAGS=-buildvcs=false) is in effect.
+// -buildvcs=false (or GOFLAGS=-buildvcs=false) is in effect, or the
+// checkout is a linked worktree (git worktree add), whose .git is a file
+// that go build does not recognise (golang/go#58218).
 func readBuildInfo() buildInfo {
 	b := buildInfo{version: version, goVer: runtime.Version()}
 	bi, ok := debug.ReadBuildInfo()
@@ -78,7 +80,7 @@ func (b buildInfo) print(w io.Writer) {
 	fmt.Fprintf(w, "redstream %s %s %s/%s\n", b.version, b.goVer, runtime.GOOS, runtime.GOARCH)
 	if b.revision == "" {
 		if b.version == "devel" {
-			fmt.Fprintln(w, "no module version or VCS revision in the build info: build in a git checkout, without -buildvcs=false, to record the revision")
+			fmt.Fprintln(w, "no module version or VCS revision in the build info: build in a git checkout, without -buildvcs=false, to record the revision (Go records none in a linked worktree: golang/go#58218)")
 		}
 		return
 	}
