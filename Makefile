@@ -180,7 +180,8 @@ fuzz:
 # processes (in TestShardedChaos, joins, SIGTERMs and SIGKILLs of up to three)
 # at most CHAOS_GAP apart, while a writer does at least
 # CHAOS_WRITES operations at CHAOS_RATE a second. CHAOS_SEED replays a run.
-# make test runs the same test with 20 kills and 1,500 operations.
+# make test runs the same tests with 20 kills and 1,500 operations
+# (TestMySQLChaos: the first one on MariaDB).
 CHAOS_KILLS ?= 100
 CHAOS_GAP ?= 3s
 CHAOS_WRITES ?= 30000
@@ -188,4 +189,4 @@ CHAOS_RATE ?= 250
 
 chaos: services
 	CHAOS_KILLS=$(CHAOS_KILLS) CHAOS_GAP=$(CHAOS_GAP) CHAOS_WRITES=$(CHAOS_WRITES) CHAOS_RATE=$(CHAOS_RATE) \
-	$(GO) test -race -count=1 -timeout 60m -run '^(TestChaos|TestClusterChaos|TestShardedChaos)$$' -v ./cmd/redstream | grep -v '^=== '
+	$(GO) test -race -count=1 -timeout 60m -run '^(TestChaos|TestClusterChaos|TestShardedChaos|TestMySQLChaos)$$' -v ./cmd/redstream | grep -v '^=== '
