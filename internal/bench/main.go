@@ -23,6 +23,11 @@
 //	delaymem  MEMORY USAGE and XLEN of the delay stream after a long paced
 //	          create load (5 minutes at 2,000/s per mode), kept vs
 //	          acknowledged; -mem-runs runs (default 1: 10 minutes)
+//	scale     a stream of 6 shards drained by 1, 2 and 3 worker processes
+//	          of one group, alternately, with the CPU time per message of
+//	          the workers, Redis, PostgreSQL and the test server; the time
+//	          the group takes to spread the units again after a join, a
+//	          SIGTERM and a SIGKILL
 //	all       all of the above
 //
 // Each scenario prints a table, then one line per figure for machines:
@@ -77,6 +82,8 @@ type config struct {
 	memRate     int           // delaymem: creates per second
 	memDuration time.Duration // delaymem: how long each mode writes
 	memDelay    time.Duration // delaymem: the Delayer's delay
+
+	scaleRows int // scale: messages in the backlog of each drain
 }
 
 var scenarios = []struct {
@@ -90,6 +97,7 @@ var scenarios = []struct {
 	{"e2e", "changes synced per second end to end, and ES writes per change, delay messages kept vs acknowledged", runE2E, nil},
 	{"delaymem", "Redis memory of the delay stream after a long paced load, delay messages kept vs acknowledged", runDelayMem,
 		func(cfg *config) int { return cfg.memRuns }},
+	{"scale", "a stream of 6 shards drained by 1, 2 and 3 worker processes of a group, CPU per message, rebalance times", runScale, nil},
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -112,6 +120,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.memRuns, "mem-runs", 1, "delaymem: runs (each one writes -mem-duration in each mode)")
 	fs.IntVar(&cfg.memRate, "mem-rate", 2000, "delaymem: target creates per second")
 	fs.DurationVar(&cfg.memDuration, "mem-duration", 5*time.Minute, "delaymem: how long each mode writes")
+	fs.IntVar(&cfg.scaleRows, "scale-rows", 300_000, "scale: messages in the backlog each drain works through")
 	fs.DurationVar(&cfg.memDelay, "mem-delay", 0, "delaymem: the Delayer's delay; 0 is -mem-duration, so that it moves nothing during the run")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: go run ./internal/bench [flags] <scenario>...")
@@ -137,7 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.runs < 1 || cfg.createN < 10 || cfg.rate < 1 || cfg.duration <= 0 || cfg.writers < 1 ||
 		cfg.updates < 0 || cfg.updates > 1 || cfg.rows < 1000 ||
 		cfg.e2eRate < 1 || cfg.e2eDuration <= 0 || cfg.e2eDelay < 0 ||
-		cfg.memRuns < 1 || cfg.memRate < 1 || cfg.memDuration <= 0 || cfg.memDelay < 0 {
+		cfg.memRuns < 1 || cfg.memRate < 1 || cfg.memDuration <= 0 || cfg.memDelay < 0 || cfg.scaleRows < 1000 {
 		fmt.Fprintln(stderr, "bench: a flag is out of range (see -h)")
 		return 2
 	}
@@ -221,6 +230,9 @@ func shorten(cfg *config, set map[string]bool) {
 	}
 	if !set["mem-duration"] {
 		cfg.memDuration = 15 * time.Second
+	}
+	if !set["scale-rows"] {
+		cfg.scaleRows = 60_000
 	}
 
 }

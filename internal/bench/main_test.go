@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -96,7 +97,7 @@ func TestReport(t *testing.T) {
 func TestRunUsage(t *testing.T) {
 	ctx := context.Background()
 	for _, args := range [][]string{{}, {"nosuch"}, {"-runs", "0", "create"}, {"-updates", "2", "latency"},
-		{"-e2e-rate", "0", "e2e"}, {"-mem-runs", "0", "delaymem"}, {"-mem-duration", "0s", "delaymem"}} {
+		{"-e2e-rate", "0", "e2e"}, {"-mem-runs", "0", "delaymem"}, {"-mem-duration", "0s", "delaymem"}, {"-scale-rows", "10", "scale"}} {
 		var stdout, stderr bytes.Buffer
 		if code := run(ctx, args, &stdout, &stderr); code != 2 {
 			t.Errorf("run(%q) = %d, want 2; stderr: %s", args, code, stderr.String())
@@ -104,17 +105,18 @@ func TestRunUsage(t *testing.T) {
 	}
 	var stdout, stderr bytes.Buffer
 	if code := run(ctx, []string{"-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "latency") ||
-		!strings.Contains(stderr.String(), "delaymem") {
+		!strings.Contains(stderr.String(), "delaymem") || !strings.Contains(stderr.String(), "scale") {
 		t.Errorf("-h = %d, %q", code, stderr.String())
 	}
 }
 
 func TestShorten(t *testing.T) {
 	cfg := config{runs: 5, createN: 2000, duration: 20 * time.Second, warmup: 3 * time.Second, rows: 1_000_000,
-		e2eDuration: 20 * time.Second, e2eDelay: 5 * time.Second, memDuration: 5 * time.Minute}
+		e2eDuration: 20 * time.Second, e2eDelay: 5 * time.Second, memDuration: 5 * time.Minute, scaleRows: 300_000}
 	shorten(&cfg, map[string]bool{"rows": true, "e2e-delay": true})
 	if cfg.runs != 3 || cfg.createN != 400 || cfg.duration != 5*time.Second || cfg.rows != 1_000_000 ||
-		cfg.e2eDuration != 8*time.Second || cfg.e2eDelay != 5*time.Second || cfg.memDuration != 15*time.Second {
+		cfg.e2eDuration != 8*time.Second || cfg.e2eDelay != 5*time.Second || cfg.memDuration != 15*time.Second ||
+		cfg.scaleRows != 60_000 {
 		t.Errorf("shorten = %+v", cfg)
 	}
 }
@@ -123,6 +125,20 @@ func TestShorten(t *testing.T) {
 func TestModeOrder(t *testing.T) {
 	if a, b := modeOrder(0), modeOrder(1); a[0] == b[0] || a[0] == a[1] || b[0] == b[1] {
 		t.Errorf("modeOrder(0) = %v, modeOrder(1) = %v", a, b)
+	}
+}
+
+// TestScaleOrder: every run drains with 1, 2 and 3 processes, and
+// consecutive runs start at opposite ends.
+func TestScaleOrder(t *testing.T) {
+	for run := range 4 {
+		o := scaleOrder(run)
+		if !slices.Equal(slices.Sorted(slices.Values(o)), []int{1, 2, 3}) {
+			t.Errorf("scaleOrder(%d) = %v, want 1, 2 and 3", run, o)
+		}
+		if next := scaleOrder(run + 1); next[0] == o[0] {
+			t.Errorf("scaleOrder(%d) and (%d) both start with %d", run, run+1, o[0])
+		}
 	}
 }
 
