@@ -11,7 +11,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -30,14 +32,15 @@ const scaleBase = 1_700_000_000_000
 // runScale measures a stream of 6 shards served by a balancing worker
 // group (worker.balance, the default). Per run:
 //
-//  0. cfg.scaleRows changes written through Producer.Bulk: the Redis
-//     server's CPU time per change produced;
+//  0. cfg.scaleRows changes written through Producer.Bulk, 1,000 a call,
+//     in id order and then sorted by shard: the Redis server's CPU time
+//     per change produced;
 //  1. a backlog of cfg.scaleRows messages over the 6 shards, drained by
 //     1, 2 and 3 `redstream worker` processes in turn (1, 2, 3 in even
 //     runs, 3, 2, 1 in odd ones), each time under a new consumer and group
-//     name into a fresh test server process: messages/s between 10% and
-//     90% of the backlog committed (past the processes' start and the
-//     group's first assignment), and the CPU time of the workers, Redis,
+//     name into a fresh test server process: messages/s from 10% of the
+//     backlog committed, and the units spread evenly, to 90% (past the
+//     processes' start and the group's first assignment), and the CPU time of the workers, Redis,
 //     the PostgreSQL backends and the test server per message;
 //  2. with the default lease and heartbeat TTLs (5 s and 5 s), idle
 //     streams: the time until the units are spread again after a third
@@ -92,7 +95,7 @@ func runScale(ctx context.Context, cfg *config, rep *report) error {
 
 	for n := 1; n <= 3; n++ {
 		rep.declare(figure{name: fmt.Sprintf("drain/%dproc", n), unit: "msg/s", higherBetter: true,
-			desc: fmt.Sprintf("%d worker process(es) draining %d messages on %d shards, between 10%% and 90%% committed", n, cfg.scaleRows, scaleShards)})
+			desc: fmt.Sprintf("%d worker process(es) draining %d messages on %d shards, from 10%% committed and the units spread to 90%%", n, cfg.scaleRows, scaleShards)})
 	}
 	for n := 2; n <= 3; n++ {
 		rep.declare(figure{name: fmt.Sprintf("speedup/%dproc", n), unit: "×", higherBetter: true,
@@ -108,7 +111,9 @@ func runScale(ctx context.Context, cfg *config, rep *report) error {
 		rep.declare(figure{name: fmt.Sprintf("load/%dproc", n), unit: "load", desc: fmt.Sprintf("1-minute load average as the %d-process drain starts", n)})
 	}
 	rep.declare(figure{name: "cpu/redis/produce", unit: "µs/change",
-		desc: "Redis CPU time per change written through Producer.Bulk (delay message, main-stream message, delay message deleted)"})
+		desc: "Redis CPU time per change written through Producer.Bulk of 1,000 (delay message, main-stream message, delay message deleted), shards in id order: one script per change"})
+	rep.declare(figure{name: "cpu/redis/produce-grouped", unit: "µs/change",
+		desc: "the same with each Bulk's records sorted by shard: one script per shard"})
 	rep.declare(figure{name: "rebalance/join", unit: "s", desc: "a third process started → 2/2/2 units (its start-up included)"})
 	rep.declare(figure{name: "rebalance/sigterm", unit: "s", desc: "SIGTERM to one of three → 3/3 units"})
 	rep.declare(figure{name: "rebalance/kill", unit: "s", desc: "SIGKILL of one of three → 3/3 units (lease and heartbeat TTL 5 s)"})
@@ -119,7 +124,7 @@ func runScale(ctx context.Context, cfg *config, rep *report) error {
 			return err
 		}
 	}
-	rep.note("Drain rates are taken between 10%% and 90%% of the backlog committed, offsets polled every 20 ms; CPU times from /proc (the workers', the test server's, the PostgreSQL backends') and INFO cpu (Redis) over the whole drain, start-up included.")
+	rep.note("Drain rates are taken from 10%% of the backlog committed (and the units spread evenly over the processes) to 90%%, offsets polled every 20 ms; CPU times from /proc (the workers', the test server's, the PostgreSQL backends') and INFO cpu (Redis) over the whole drain, start-up included.")
 	rep.note("Every process shares the machine's %d cores with the others and with whatever else runs on it.", runtime.NumCPU())
 	return nil
 }
@@ -169,21 +174,32 @@ func (b *scaleBench) produce(ctx context.Context, rep *report) error {
 	if err != nil {
 		return err
 	}
-	refs := make([]redstream.Ref, 0, 1000)
-	for id := 1; id <= b.cfg.scaleRows; id++ {
-		refs = append(refs, redstream.Ref{Stream: redstream.ShardName("produced", id, scaleShards), ID: id})
-		if len(refs) == cap(refs) || id == b.cfg.scaleRows {
+	for _, grouped := range []bool{false, true} {
+		refs := make([]redstream.Ref, 0, 1000)
+		for id := 1; id <= b.cfg.scaleRows; id++ {
+			refs = append(refs, redstream.Ref{Stream: redstream.ShardName("produced", id, scaleShards), ID: id})
+			if len(refs) < cap(refs) && id < b.cfg.scaleRows {
+				continue
+			}
+			if grouped {
+				slices.SortStableFunc(refs, func(a, b redstream.Ref) int { return strings.Compare(a.Stream, b.Stream) })
+			}
 			if err := p.Bulk(ctx, refs, func(context.Context) error { return nil }); err != nil {
 				return err
 			}
 			refs = refs[:0]
 		}
+		cpu1, err := redisCPU(ctx, b.s.rdb)
+		if err != nil {
+			return err
+		}
+		name := "cpu/redis/produce"
+		if grouped {
+			name += "-grouped"
+		}
+		rep.add(name, (cpu1-cpu0)/float64(b.cfg.scaleRows)*1e6)
+		cpu0 = cpu1
 	}
-	cpu1, err := redisCPU(ctx, b.s.rdb)
-	if err != nil {
-		return err
-	}
-	rep.add("cpu/redis/produce", (cpu1-cpu0)/float64(b.cfg.scaleRows)*1e6)
 	var keys []string
 	for _, sh := range redstream.ShardNames("produced", scaleShards) {
 		keys = append(keys, b.s.keys.Stream(sh), b.s.keys.Delay(sh))
@@ -251,8 +267,29 @@ func (b *scaleBench) committed(ctx context.Context, consumer string) (int, error
 	return total, nil
 }
 
+// spread reports whether each of the processes holds as many consumer
+// leases of the shards as the others.
+func (b *scaleBench) spread(ctx context.Context, consumer string, ps []*proc) (bool, error) {
+	host, _ := os.Hostname()
+	got := map[string]int{}
+	for _, sh := range redstream.ShardNames("items", scaleShards) {
+		v, err := b.s.rdb.Get(ctx, b.s.keys.Lock(redstream.ConsumerLockName(sh, consumer))).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return false, err
+		}
+		got[redstream.LockHolder(v)]++
+	}
+	for _, p := range ps {
+		if got[host+":"+strconv.Itoa(p.cmd.Process.Pid)] != scaleShards/len(ps) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // drain runs n worker processes on the backlog under a new consumer and
-// group and returns their rate between 10% and 90% committed.
+// group and returns their rate from 10% committed, and the units spread,
+// to 90%.
 func (b *scaleBench) drain(ctx context.Context, rep *report, run, n int, last map[string]int) (float64, error) {
 	total := b.cfg.scaleRows
 	srv, err := startServer(ctx, b.bin)
@@ -284,6 +321,7 @@ func (b *scaleBench) drain(ctx context.Context, rep *report, run, n int, last ma
 	}()
 	var t10, t90 time.Time
 	var c10, c90 int
+	spread := false
 	deadline := time.Now().Add(30 * time.Minute)
 	for {
 		c, err := b.committed(ctx, "indexer-"+name)
@@ -291,10 +329,18 @@ func (b *scaleBench) drain(ctx context.Context, rep *report, run, n int, last ma
 			return 0, err
 		}
 		now := time.Now()
-		if t10.IsZero() && c >= total/10 {
+		if !spread {
+			if spread, err = b.spread(ctx, "indexer-"+name, ps); err != nil {
+				return 0, err
+			}
+		}
+		if t10.IsZero() && c >= total/10 && spread {
 			t10, c10 = now, c
 		}
 		if t90.IsZero() && c >= total*9/10 {
+			if t10.IsZero() {
+				return 0, errors.New("90% committed before the group spread the units; raise -scale-rows")
+			}
 			t90, c90 = now, c
 		}
 		if c >= total {
