@@ -379,7 +379,19 @@ func (b *scaleBench) drain(ctx context.Context, rep *report, run, n int, last ma
 		}
 	}
 	if got, err := srv.count(ctx, "items-"+name); err != nil || got != total {
-		return 0, fmt.Errorf("the workers indexed %d documents, want %d (%v)", got, total, err)
+		var dead []string
+		for _, sh := range redstream.ShardNames("items", scaleShards) {
+			es, _ := b.s.rdb.XRangeN(ctx, b.s.keys.DeadLetter(sh, "indexer-"+name), "-", "+", 3).Result()
+			n, _ := b.s.rdb.XLen(ctx, b.s.keys.DeadLetter(sh, "indexer-"+name)).Result()
+			if n > 0 {
+				dead = append(dead, fmt.Sprintf("%s: %d, e.g. %v", sh, n, es))
+			}
+		}
+		var out strings.Builder
+		for _, p := range ps {
+			out.WriteString(p.output())
+		}
+		return 0, fmt.Errorf("the workers indexed %d documents, want %d (%v); dead letters: %v\n%s", got, total, err, dead, out.String())
 	}
 	perMsg := func(seconds float64) float64 { return seconds / float64(total) * 1e6 }
 	rep.add(fmt.Sprintf("cpu/worker/%dproc", n), perMsg(float64(workerTicks)/clockTicks))
@@ -519,7 +531,10 @@ streams:
     index: %s
     consumer: %s
     shards: %d
-`, q(b.redisURL), q(b.s.ns), q(b.s.dsn), q(esURL), q(group), q(index), q(consumer), scaleShards)
+    # A consumer that never commits: no trimming, so that the backlog
+    # stays whole for the other drains of the run.
+    trim_consumers: [%s, never]
+`, q(b.redisURL), q(b.s.ns), q(b.s.dsn), q(esURL), q(group), q(index), q(consumer), scaleShards, q(consumer))
 	path := filepath.Join(b.bin, "redstream-"+index+".yaml")
 	return path, os.WriteFile(path, []byte(cfg), 0o600)
 }
