@@ -11,9 +11,10 @@ package redstream
 //	<base>:lock:<lockname>.notify         a lock's release signal
 //
 // where <base> is "redstream", or "<namespace>:redstream" when a namespace is
-// set. Dead-letter streams and backfill cursors, which the Ruby gem does not
-// have, follow the same pattern: <base>:dlq:<stream>:<consumer> and
-// <base>:backfill:<stream>:<index>.
+// set. Dead-letter streams, backfill cursors, holds and reindex state, which
+// the Ruby gem does not have, follow the same pattern:
+// <base>:dlq:<stream>:<consumer>, <base>:backfill:<stream>:<index>,
+// <base>:hold:<stream> and <base>:reindex:<name>.
 //
 // In Redis Cluster, wrap stream names in braces ("{products}"): every key of
 // one stream then carries the same hash tag and lands in one slot, which the
@@ -72,6 +73,19 @@ func (k Keys) Backfill(stream, index string) string {
 	return k.prefix() + ":backfill:" + stream + ":" + index
 }
 
+// Hold returns the hash of the holds on stream: each field names a holder
+// (such as a reindex) and holds the id after which it still needs the
+// stream's messages. A Trimmer never trims past the lowest hold.
+func (k Keys) Hold(stream string) string { return k.prefix() + ":hold:" + stream }
+
+// Reindex returns the hash holding the state of the reindex of the
+// configured stream name (all its shards), while one is in progress.
+func (k Keys) Reindex(name string) string { return k.prefix() + ":reindex:" + name }
+
+// ReindexLog returns the list of the records of the finished reindexes of
+// the configured stream name, newest first.
+func (k Keys) ReindexLog(name string) string { return k.Reindex(name) + ":log" }
+
 // Group returns the sorted set of the live members of the worker group
 // name: each member with the expiry of its heartbeat (Unix milliseconds).
 func (k Keys) Group(name string) string { return k.prefix() + ":group:" + name }
@@ -86,6 +100,10 @@ func DelayStream(name string) string { return name + ".delay" }
 // ConsumerLockName returns the lock name a consumer named consumer takes on
 // stream, as the Ruby gem names it.
 func ConsumerLockName(stream, consumer string) string { return "consumer:" + stream + ":" + consumer }
+
+// ReindexLockName returns the lock name a reindex of the configured stream
+// name takes, so that two reindexes of one stream never run at once.
+func ReindexLockName(name string) string { return "reindex:" + name }
 
 // TrimmerLockName returns the lock name a trimmer takes on stream.
 func TrimmerLockName(stream string) string { return "trimmer:" + stream }

@@ -68,7 +68,9 @@ type TrimmerStats struct {
 
 // Trimmer removes from a stream the messages that every configured consumer
 // has processed: everything up to and including the numeric minimum of
-// their committed offsets, with XTRIM MINID. It replaces the Ruby gem's
+// their committed offsets, with XTRIM MINID. It also keeps every message
+// after a hold (Keys.Hold), such as the one a reindex places on the
+// messages it has still to replay. It replaces the Ruby gem's
 // trimmer and takes the same lock ("trimmer:<stream>"), but only for the
 // moment of a trim, so any number of trimmers, Go or Ruby, can run.
 //
@@ -79,6 +81,7 @@ type Trimmer struct {
 	stream    string
 	consumers []string
 	key       string   // stream key
+	holds     string   // hold hash key
 	offsets   []string // offset keys, in consumers' order
 	interval  time.Duration
 	ignore    bool
@@ -117,6 +120,7 @@ func NewTrimmer(rdb redis.UniversalClient, stream string, consumers []string, op
 		stream:    stream,
 		consumers: slices.Clone(consumers),
 		key:       keys.Stream(stream),
+		holds:     keys.Hold(stream),
 		interval:  cmp.Or(o.Interval, DefaultTrimInterval),
 		ignore:    o.IgnoreMissingOffsets,
 	}
@@ -224,15 +228,17 @@ func (t *Trimmer) trim(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// minOffset returns the numeric minimum of the consumers' offsets; the zero
-// ID when there is nothing to trim.
+// minOffset returns the numeric minimum of the consumers' offsets and of
+// the holds; the zero ID when there is nothing to trim.
 func (t *Trimmer) minOffset(ctx context.Context) (ID, error) {
 	// One GET per key in a pipeline, rather than MGET, so that a cluster
 	// client can route keys of unbraced stream names to their slots.
+	var holds *redis.MapStringStringCmd
 	cmds, err := t.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, k := range t.offsets {
 			p.Get(ctx, k)
 		}
+		holds = p.HGetAll(ctx, t.holds)
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
@@ -240,7 +246,7 @@ func (t *Trimmer) minOffset(ctx context.Context) (ID, error) {
 	}
 	var lowest ID
 	found, blockedBy := false, ""
-	for i, c := range cmds {
+	for i, c := range cmds[:len(t.offsets)] {
 		s, err := c.(*redis.StringCmd).Result()
 		if errors.Is(err, redis.Nil) {
 			if !t.ignore && blockedBy == "" {
@@ -264,6 +270,19 @@ func (t *Trimmer) minOffset(ctx context.Context) (ID, error) {
 	t.mu.Unlock()
 	if blockedBy != "" {
 		return ID{}, fmt.Errorf("%w: %s", ErrNoOffset, blockedBy)
+	}
+	hs, err := holds.Result()
+	if err != nil {
+		return ID{}, fmt.Errorf("redstream: read holds: %w", err)
+	}
+	for holder, s := range hs {
+		id, err := ParseID(s)
+		if err != nil {
+			return ID{}, fmt.Errorf("redstream: hold of %s: %w", holder, err)
+		}
+		if found && id.Less(lowest) {
+			lowest = id
+		}
 	}
 	return lowest, nil
 }

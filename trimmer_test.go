@@ -238,3 +238,41 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestTrimmerHold never trims past a hold (Keys.Hold), the way a reindex
+// keeps the messages it has still to replay, and trims on once the hold
+// moves or goes.
+func TestTrimmerHold(t *testing.T) {
+	t.Parallel()
+	rdb, ns := testenv.Redis(t)
+	keys := redstream.NewKeys(ns)
+	ctx := context.Background()
+	addIDs(t, rdb, keys.Stream("s"), "1-0", "2-0", "3-0", "4-0", "5-0")
+	rdb.Set(ctx, keys.Offset("s", "a"), "4-0", 0)
+	rdb.HSet(ctx, keys.Hold("s"), "reindex", "2-0", "other", "3-0")
+	tr := newTrimmer(t, rdb, "s", []string{"a"}, &redstream.TrimmerOptions{Namespace: ns})
+	if _, err := tr.Trim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := streamIDs(t, rdb, keys.Stream("s")), "[3-0 4-0 5-0]"; got != want {
+		t.Fatalf("with holds at 2-0 and 3-0: stream = %s, want %s", got, want)
+	}
+	rdb.HDel(ctx, keys.Hold("s"), "reindex")
+	if _, err := tr.Trim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := streamIDs(t, rdb, keys.Stream("s")), "[4-0 5-0]"; got != want {
+		t.Fatalf("with a hold at 3-0: stream = %s, want %s", got, want)
+	}
+	rdb.Del(ctx, keys.Hold("s"))
+	if _, err := tr.Trim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := streamIDs(t, rdb, keys.Stream("s")), "[5-0]"; got != want {
+		t.Fatalf("without holds: stream = %s, want %s", got, want)
+	}
+	rdb.HSet(ctx, keys.Hold("s"), "reindex", "not an id")
+	if _, err := tr.Trim(ctx); err == nil || !strings.Contains(err.Error(), "hold of reindex") {
+		t.Fatalf("Trim with a malformed hold: %v", err)
+	}
+}

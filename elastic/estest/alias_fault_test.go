@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -315,4 +316,86 @@ func TestBulkIndexer(t *testing.T) {
 	// esutil.BulkIndexer counts a 404 not_found delete as a failure
 	expectEq(t, "failed", failed, []string{"3:not_found"})
 	expectEq(t, "count", call(t, c, "GET", "/"+idx+"/_count", "").num("count"), int64(2))
+}
+
+// TestAliasActionResults pins the alias behaviours of Elasticsearch 8.15
+// that a reindex relies on. Since 8.14 (elastic/elasticsearch#106304) a
+// remove of an alias that does not exist, must_exist unset, is not an
+// error of the request when another action applies: the answer is 200
+// with "errors": true and one action_results entry per action. With
+// must_exist true it fails the whole request, which is then not applied
+// (a compare-and-swap on the alias). remove_index deletes an index in the
+// same update, so an index can be replaced by an alias of its name.
+func TestAliasActionResults(t *testing.T) {
+	t.Parallel()
+	c, _ := target(t)
+	v1, v2, v3 := indexName(t, c), indexName(t, c), indexName(t, c)
+	alias := indexName(t, c)
+	mustCreate(t, c, v1, `{"aliases":{"`+alias+`":{}}}`)
+	mustCreate(t, c, v2, "")
+	mustCreate(t, c, v3, "")
+
+	// a remove that removes nothing, next to an add: 200, errors, results
+	r := call(t, c, "POST", "/_aliases", `{"actions":[{"remove":{"index":"`+v2+`","alias":"`+alias+`"}},{"add":{"index":"`+v3+`","alias":"`+alias+`"}}]}`)
+	expectStatus(t, r, 200)
+	expectEq(t, "acknowledged", r.get("acknowledged"), true)
+	expectEq(t, "errors", r.get("errors"), true)
+	expectEq(t, "result 0 type", r.str("action_results.0.action.type"), "remove")
+	expectEq(t, "result 0 indices", r.str("action_results.0.action.indices.0"), v2)
+	expectEq(t, "result 0 aliases", r.str("action_results.0.action.aliases.0"), alias)
+	expectEq(t, "result 0 status", r.num("action_results.0.status"), int64(404))
+	expectEq(t, "result 0 error", r.str("action_results.0.error.type"), "aliases_not_found_exception")
+	expectEq(t, "result 0 reason", r.str("action_results.0.error.reason"), "aliases ["+alias+"] missing")
+	expectEq(t, "result 1 type", r.str("action_results.1.action.type"), "add")
+	expectEq(t, "result 1 status", r.num("action_results.1.status"), int64(200))
+	if r.get("action_results.1.error") != nil {
+		t.Errorf("a successful action has an error: %v", r.get("action_results.1.error"))
+	}
+	r = call(t, c, "GET", "/_alias/"+alias, "")
+	got := keysOf(r.body)
+	slices.Sort(got)
+	want := []string{v1, v3}
+	slices.Sort(want)
+	expectEq(t, "the add applied", got, want)
+
+	// every action applied: no action_results
+	r = call(t, c, "POST", "/_aliases", `{"actions":[{"remove":{"index":"`+v3+`","alias":"`+alias+`"}}]}`)
+	expectStatus(t, r, 200)
+	expectEq(t, "errors", r.get("errors"), false)
+	if r.get("action_results") != nil {
+		t.Errorf("action_results without errors: %v", r.get("action_results"))
+	}
+
+	// must_exist true: the whole request fails and nothing is applied
+	r = call(t, c, "POST", "/_aliases", `{"actions":[{"remove":{"index":"`+v2+`","alias":"`+alias+`","must_exist":true}},{"add":{"index":"`+v3+`","alias":"`+alias+`"}}]}`)
+	expectStatus(t, r, 404)
+	expectEq(t, "type", r.str("error.type"), "resource_not_found_exception")
+	expectEq(t, "reason", r.str("error.reason"), "required alias ["+alias+"] does not exist")
+	r = call(t, c, "GET", "/_alias/"+alias, "")
+	expectEq(t, "nothing applied", keysOf(r.body), []string{v1})
+	// the swap a reindex sends: remove from the old index (must exist) and
+	// add to the new one, in one request
+	r = call(t, c, "POST", "/_aliases", `{"actions":[{"remove":{"index":"`+v1+`","alias":"`+alias+`","must_exist":true}},{"add":{"index":"`+v2+`","alias":"`+alias+`"}}]}`)
+	expectStatus(t, r, 200)
+	expectEq(t, "errors", r.get("errors"), false)
+	r = call(t, c, "GET", "/_alias/"+alias, "")
+	expectEq(t, "swapped", keysOf(r.body), []string{v2})
+
+	// only removes of missing aliases: the request fails, naming them all
+	r = call(t, c, "POST", "/_aliases", `{"actions":[{"remove":{"index":"`+v1+`","alias":"nope-a"}},{"remove":{"index":"`+v1+`","alias":"nope-b"}}]}`)
+	expectStatus(t, r, 404)
+	expectEq(t, "type", r.str("error.type"), "aliases_not_found_exception")
+	expectEq(t, "reason", r.str("error.reason"), "aliases [nope-a, nope-b] missing")
+
+	// an index replaced by an alias of its name, in one request
+	r = call(t, c, "POST", "/_aliases", `{"actions":[{"add":{"index":"`+v3+`","alias":"`+v1+`"}}]}`)
+	expectStatus(t, r, 400)
+	expectEq(t, "type", r.str("error.type"), "invalid_alias_name_exception")
+	r = call(t, c, "POST", "/_aliases", `{"actions":[{"add":{"index":"`+v3+`","alias":"`+v1+`"}},{"remove_index":{"index":"`+v1+`"}}]}`)
+	expectStatus(t, r, 200)
+	expectEq(t, "errors", r.get("errors"), false)
+	r = call(t, c, "GET", "/_alias/"+v1, "")
+	expectEq(t, "the old index's name is an alias", keysOf(r.body), []string{v3})
+	r = call(t, c, "PUT", "/"+v1+"/_doc/1", `{"v":1}`)
+	expectEq(t, "written through the alias", r.str("_index"), v3)
 }

@@ -466,6 +466,23 @@ func handleUpdateAliases(rc *reqCtx) (int, any, *esError) {
 	var results []any // AliasActionResult, reported when an action failed
 	var failed []*esError
 	applied := 0
+	// Every remove_index runs first, wherever it stands in the request
+	// (MetadataIndexAliasesService), so an add may name a removed index's
+	// name as its alias.
+	for _, a := range acts {
+		if a.kind != "remove_index" {
+			continue
+		}
+		for _, expr := range a.indices {
+			ixs, err := h.resolveRead(expr, false, false)
+			if err != nil {
+				return 0, nil, err
+			}
+			for _, ix := range ixs {
+				removedIndices[ix.name] = true
+			}
+		}
+	}
 	for _, a := range acts {
 		var ixNames []string
 		for _, expr := range a.indices {
@@ -531,24 +548,31 @@ func handleUpdateAliases(rc *reqCtx) (int, any, *esError) {
 				applied++
 				results = append(results, obj("action", a.describe(ixNames), "status", 200))
 			} else {
-				e := newErr(404, "aliases_not_found_exception", "aliases [%s] missing", strings.Join(a.aliases, ",")).
-					with("resource.type", "aliases", "resource.id", strings.Join(a.aliases, ","))
+				e := aliasesNotFound(a.aliases)
 				failed = append(failed, e)
 				results = append(results, obj("action", a.describe(ixNames), "status", 404, "error", e.inner()))
 			}
 			continue
-		case "remove_index":
-			for _, n := range ixNames {
-				removedIndices[n] = true
-			}
+		case "remove_index": // applied first, above
 		}
 		applied++
 		results = append(results, obj("action", a.describe(ixNames), "status", 200))
 	}
 	// Removing aliases that do not exist is only an error when nothing else
-	// is done; otherwise the response lists the failed actions.
+	// is done (AliasesNotFoundException naming every alias of the request);
+	// otherwise, since 8.14, the response lists the failed actions.
 	if applied == 0 && len(failed) > 0 {
-		return 0, nil, failed[0]
+		var names []string
+		seen := map[string]bool{}
+		for _, a := range acts {
+			for _, al := range a.aliases {
+				if !seen[al] {
+					seen[al] = true
+					names = append(names, al)
+				}
+			}
+		}
+		return 0, nil, aliasesNotFound(names)
 	}
 	// multiple write indices are rejected
 	for al, ixs := range staged {
@@ -582,12 +606,14 @@ func handleUpdateAliases(rc *reqCtx) (int, any, *esError) {
 	return 200, obj("acknowledged", true, "errors", false), nil
 }
 
+// describe renders an action as an entry of action_results does
+// (IndicesAliasesResponse.AliasActionResult): its type, the indices it
+// resolved to, sorted, and the aliases as the request named them, an
+// empty list for remove_index.
 func (a *aliasAction) describe(indices []string) *object {
-	o := obj("type", a.kind, "indices", append([]string{}, indices...))
-	if a.kind != "remove_index" {
-		o.set("aliases", append([]string{}, a.aliases...))
-	}
-	return o
+	ixs := append([]string{}, indices...)
+	sort.Strings(ixs)
+	return obj("type", a.kind, "indices", ixs, "aliases", append([]string{}, a.aliases...))
 }
 
 func sortedKeys(m map[string]*aliasMeta) []string {
@@ -746,4 +772,15 @@ func handleGetAlias(rc *reqCtx) (int, any, *esError) {
 		return 200, nil, nil
 	}
 	return 200, out, nil
+}
+
+// aliasesNotFound is AliasesNotFoundException: "aliases [a, b] missing",
+// its resource ids one string for one alias and a list for more.
+func aliasesNotFound(names []string) *esError {
+	var id any = strings.Join(names, ",")
+	if len(names) > 1 {
+		id = append([]string{}, names...)
+	}
+	return newErr(404, "aliases_not_found_exception", "aliases [%s] missing", strings.Join(names, ", ")).
+		with("resource.type", "aliases", "resource.id", id)
 }
