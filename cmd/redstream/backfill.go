@@ -63,7 +63,7 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 	}
 	defer svc.close()
 	log := newLogger(cfg.Log, e.stderr)
-	if err := ensureIndex(ctx, svc.es, s); err != nil {
+	if err := ensureIndex(ctx, svc, redstream.NewKeys(cfg.Redis.Namespace), s); err != nil {
 		return fail(fmt.Errorf("index %s: %w", s.Index, err))
 	}
 	h, err := newHandler(ctx, svc, cfg, s, log)

@@ -80,6 +80,7 @@ func commands() []command {
 		{"status", "show streams, consumer offsets and lag, leases and dead letters", runStatus},
 		{"backfill", "index a whole table (or a key range) straight from the database", runBackfill},
 		{"verify", "compare a table with its index; --repair queues the differences", runVerify},
+		{"reindex", "rebuild a stream's index behind its alias with no downtime", runReindex},
 		{"dlq", "list, replay or drop dead-lettered messages", runDLQ},
 		{"version", "print the version", runVersion},
 	}

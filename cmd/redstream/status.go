@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redstream-go/redstream"
+	"github.com/redstream-go/redstream/elastic"
 )
 
 // streamStatus is the state of one Redis stream (a configured stream, or one
@@ -99,16 +100,27 @@ func runStatus(ctx context.Context, e *env, args []string) int {
 			return e.fail(err)
 		}
 	}
+	reindexes, err := reindexStatus(ctx, svc, keys, targets)
+	if err != nil {
+		return e.fail(err)
+	}
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"streams": st, "group": grp}); err != nil {
+		rs := make([]reindexJSON, len(reindexes))
+		for i, r := range reindexes {
+			rs[i] = reindexJSON{ReindexStatus: r, ETASeconds: r.ETA().Seconds(), ReplayLagSeconds: r.ReplayLag.Seconds()}
+		}
+		if err := enc.Encode(map[string]any{"streams": st, "group": grp, "reindexes": rs}); err != nil {
 			return e.fail(err)
 		}
 		return exitOK
 	}
 	if err := printStatus(e.stdout, st); err != nil {
 		return e.fail(err)
+	}
+	for _, r := range reindexes {
+		printReindex(e.stdout, r)
 	}
 	if grp.Balance {
 		fmt.Fprintf(e.stdout, "\ngroup %s: %d members %s\n", grp.Name, len(grp.Members), strings.Join(grp.Members, ", "))
@@ -218,4 +230,30 @@ func seconds(s float64) string {
 		return d.Round(100 * time.Millisecond).String()
 	}
 	return d.Round(time.Second).String()
+}
+
+// reindexJSON is a reindex in progress as status --json prints it.
+type reindexJSON struct {
+	*elastic.ReindexStatus
+	ETASeconds       float64 `json:"eta_seconds"`
+	ReplayLagSeconds float64 `json:"replay_lag_seconds"`
+}
+
+// printReindex prints a reindex in progress: phase, rows, rate, ETA and
+// replay lag.
+func printReindex(w io.Writer, r *elastic.ReindexStatus) {
+	by := "nobody (interrupted: run reindex again to resume, or reindex --abort)"
+	if r.Holder != "" {
+		by = r.Holder
+	}
+	total := "?"
+	if r.Total >= 0 {
+		total = strconv.FormatInt(r.Total, 10)
+	}
+	eta := "-"
+	if d := r.ETA(); d > 0 {
+		eta = d.Round(time.Second).String()
+	}
+	fmt.Fprintf(w, "\nreindex %s: phase %s, %s -> %s, rows %d/%s at %.0f rows/s, ETA %s, %d changes replayed, replay lag %s; run by %s\n",
+		r.Name, r.Phase, r.Alias, r.Index, r.Rows, total, r.Rate, eta, r.Replayed, seconds(r.ReplayLag.Seconds()), by)
 }

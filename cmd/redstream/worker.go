@@ -1,17 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/bsm/redislock"
 	"github.com/elastic/go-elasticsearch/v8"
 	"golang.org/x/sync/errgroup"
 
@@ -198,7 +197,7 @@ func buildWorkers(ctx context.Context, cfg *Config, svc *services, logger *slog.
 	for i := range cfg.Streams {
 		s := &cfg.Streams[i]
 		field := fmt.Sprintf("streams[%d]", i)
-		if err := ensureIndex(ctx, svc.es, s); err != nil {
+		if err := ensureIndex(ctx, svc, redstream.NewKeys(ns), s); err != nil {
 			return nil, fmt.Errorf("%s.index %s: %w", field, s.Index, err)
 		}
 		h, err := newHandler(ctx, svc, cfg, s, logger)
@@ -274,36 +273,48 @@ func newLoader(ctx context.Context, svc *services, s *StreamConfig) (*elastic.Ta
 	})
 }
 
-// ensureIndex creates the stream's index with its mapping file when the
-// index (or an alias of that name) does not exist. Without a mapping file
-// it does nothing: Elasticsearch creates the index on the first write.
-func ensureIndex(ctx context.Context, es *elasticsearch.Client, s *StreamConfig) error {
+// ensureIndex creates the stream's index with its mapping file when
+// nothing of that name exists: the physical index "<index>-<time>" and the
+// alias <index> pointing at it, in one request, so that a reindex can
+// later swap the alias. An existing index or alias is left as it is.
+// Without a mapping file it does nothing: Elasticsearch creates a concrete
+// index on the first write. Worker processes starting together create
+// one index: the first takes a lock in Redis, the others find its alias.
+func ensureIndex(ctx context.Context, svc *services, keys redstream.Keys, s *StreamConfig) error {
 	if s.mapping == nil {
 		return nil
 	}
-	res, err := es.Indices.Exists([]string{s.Index}, es.Indices.Exists.WithContext(ctx))
-	if err != nil {
+	if exists, err := indexOrAliasExists(ctx, svc.es, s.Index); err != nil || exists {
 		return err
+	}
+	lock, err := redislock.New(svc.rdb).Obtain(ctx, keys.Lock("create-index:"+s.Index), 30*time.Second,
+		&redislock.Options{RetryStrategy: redislock.LinearBackoff(100 * time.Millisecond), Metadata: "@" + redstream.DefaultHolder()})
+	if err != nil {
+		return fmt.Errorf("take the index creation lock: %w", err)
+	}
+	defer lock.Release(context.WithoutCancel(ctx))
+	if exists, err := indexOrAliasExists(ctx, svc.es, s.Index); err != nil || exists {
+		return err
+	}
+	name := elastic.PhysicalName(s.Index, time.Now())
+	if err := elastic.CreateAliasedIndex(ctx, svc.es, name, s.mapping, s.Index); err != nil {
+		return fmt.Errorf("create %s with %s: %w", name, s.Mapping, err)
+	}
+	return nil
+}
+
+// indexOrAliasExists reports whether an index or an alias is named name.
+func indexOrAliasExists(ctx context.Context, es *elasticsearch.Client, name string) (bool, error) {
+	res, err := es.Indices.Exists([]string{name}, es.Indices.Exists.WithContext(ctx))
+	if err != nil {
+		return false, err
 	}
 	res.Body.Close()
 	switch res.StatusCode {
 	case http.StatusOK:
-		return nil
+		return true, nil
 	case http.StatusNotFound:
-	default:
-		return fmt.Errorf("check whether it exists: %s", res.Status())
+		return false, nil
 	}
-	res, err = es.Indices.Create(s.Index, es.Indices.Create.WithBody(bytes.NewReader(s.mapping)), es.Indices.Create.WithContext(ctx))
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	if res.IsError() {
-		body := readBody(res.Body)
-		if strings.Contains(body, "resource_already_exists_exception") {
-			return nil // another worker created it first
-		}
-		return fmt.Errorf("create with %s: %s %s", s.Mapping, res.Status(), body)
-	}
-	return nil
+	return false, fmt.Errorf("check whether it exists: %s", res.Status())
 }

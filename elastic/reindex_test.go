@@ -1,0 +1,616 @@
+package elastic_test
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8"
+	"gorm.io/gorm"
+
+	"github.com/redstream-go/redstream"
+	"github.com/redstream-go/redstream/elastic"
+)
+
+// newMapping is the new index's mapping: title gains a keyword sub-field,
+// which the old index lacks.
+const newMapping = `{"settings":{"number_of_shards":1},"mappings":{"properties":{"id":{"type":"long"},"title":{"type":"text","fields":{"raw":{"type":"keyword"}}},"price":{"type":"long"}}}}`
+
+// aliasTargets returns the indexes behind alias, sorted.
+func aliasTargets(t *testing.T, es *elasticsearch.Client, alias string) []string {
+	t.Helper()
+	res, err := es.Indices.GetAlias(es.Indices.GetAlias.WithName(alias))
+	must(t, err)
+	defer res.Body.Close()
+	if res.StatusCode == http.StatusNotFound {
+		return nil
+	}
+	var body map[string]any
+	must(t, json.NewDecoder(res.Body).Decode(&body))
+	var out []string
+	for ix := range body {
+		out = append(out, ix)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// loadWriter writes a mixed load through GORM: creates, updates, soft
+// deletes, restores, hard deletes and rolled-back transactions.
+type loadWriter struct {
+	db  *gorm.DB
+	rng *rand.Rand
+	ids []int64
+	ops atomic.Int64
+}
+
+var errRollback = errors.New("rolled back on purpose")
+
+func (w *loadWriter) step(ctx context.Context) error {
+	db := w.db.WithContext(ctx)
+	n := w.rng.IntN(100)
+	if len(w.ids) == 0 || n < 25 {
+		p := Product{Title: fmt.Sprintf("t%x", w.rng.Uint32()), Price: w.rng.IntN(1000)}
+		if err := db.Create(&p).Error; err != nil {
+			return err
+		}
+		w.ids = append(w.ids, p.ID)
+		return nil
+	}
+	i := w.rng.IntN(len(w.ids))
+	id := w.ids[i]
+	switch {
+	case n < 60:
+		return db.Model(&Product{ID: id}).Updates(map[string]any{"title": fmt.Sprintf("t%x", w.rng.Uint32()), "price": w.rng.IntN(1000)}).Error
+	case n < 70:
+		return db.Delete(&Product{ID: id}).Error
+	case n < 75:
+		return db.Unscoped().Model(&Product{ID: id}).Updates(map[string]any{"deleted_at": nil, "title": "restored"}).Error
+	case n < 85:
+		w.ids = slices.Delete(w.ids, i, i+1)
+		return db.Unscoped().Delete(&Product{ID: id}).Error
+	default:
+		err := db.Transaction(func(tx *gorm.DB) error {
+			if err := tx.Model(&Product{ID: id}).Update("title", "never").Error; err != nil {
+				return err
+			}
+			return errRollback
+		})
+		if !errors.Is(err, errRollback) {
+			return err
+		}
+		return nil
+	}
+}
+
+// run writes until stop is closed, then returns the first error.
+func (w *loadWriter) run(stop <-chan struct{}, every time.Duration) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			case <-tick.C:
+			}
+			if err := w.step(context.Background()); err != nil {
+				done <- err
+				return
+			}
+			w.ops.Add(1)
+		}
+	}()
+	return done
+}
+
+// checkDocs compares every row with its document on alias: live rows
+// indexed with their title and price, no other document.
+func checkDocs(t *testing.T, s *setup, alias string) {
+	t.Helper()
+	var rows []Product
+	must(t, s.db.Find(&rows).Error)
+	for _, r := range rows {
+		src, _, found := doc(t, s.es, alias, strconv.FormatInt(r.ID, 10))
+		if !found {
+			t.Fatalf("row %d has no document", r.ID)
+		}
+		if src["title"] != r.Title || src["price"] != float64(r.Price) {
+			t.Fatalf("document %d = %v; row %+v", r.ID, src, r)
+		}
+	}
+	res, err := s.es.Count(s.es.Count.WithIndex(alias))
+	must(t, err)
+	defer res.Body.Close()
+	var c struct{ Count int }
+	must(t, json.NewDecoder(res.Body).Decode(&c))
+	if c.Count != len(rows) {
+		t.Fatalf("%d documents for %d live rows", c.Count, len(rows))
+	}
+}
+
+// TestReindexUnderLoad rebuilds the index behind an alias while a mixed
+// write load runs, the live consumer writes through the alias and a
+// trimmer trims the stream: afterwards the alias points at the new index
+// alone, with the new mapping, and every document equals its row; the old
+// index is gone. With and without a version column (without one, only the
+// order of backfill and replay keeps older states from overwriting newer
+// ones).
+func TestReindexUnderLoad(t *testing.T) {
+	t.Parallel()
+	for _, version := range []string{"updated_at", ""} {
+		t.Run("version="+version, func(t *testing.T) {
+			t.Parallel()
+			s := newSetup(t)
+			ctx := context.Background()
+			sqlDB := s.sqlDB(t)
+			alias := s.index
+			old := alias + "-old"
+			t.Cleanup(func() {
+				for _, ix := range []string{old, alias + "-*"} {
+					if res, err := s.es.Indices.Delete([]string{ix}); err == nil {
+						res.Body.Close()
+					}
+				}
+			})
+			must(t, elastic.CreateAliasedIndex(ctx, s.es, old, nil, alias))
+			loader, err := elastic.NewTableLoader(ctx, sqlDB, elastic.TableOptions{
+				Table: "products", SoftDeleteColumn: "deleted_at", VersionColumn: version,
+			})
+			must(t, err)
+			live, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: alias})
+			must(t, err)
+			w := &loadWriter{db: s.db, rng: rand.New(rand.NewPCG(1, uint64(len(version))))}
+			for range 1500 {
+				must(t, w.step(ctx))
+			}
+			c := s.run(t, live)
+			tr, err := redstream.NewTrimmer(s.rdb, "products", []string{"indexer"}, &redstream.TrimmerOptions{Namespace: s.ns, Interval: 20 * time.Millisecond})
+			must(t, err)
+			tctx, stopTrim := context.WithCancel(ctx)
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = tr.Run(tctx) }()
+			defer func() { stopTrim(); wg.Wait() }()
+
+			stop := make(chan struct{})
+			werr := w.run(stop, 2*time.Millisecond)
+			var phases []string
+			ri, err := elastic.NewReindexer(s.rdb, sqlDB, s.es, loader, elastic.ReindexOptions{
+				Name: "products", Alias: alias, Body: []byte(newMapping), Table: "products", Namespace: s.ns,
+				PageSize: 25,
+				Progress: func(st elastic.ReindexStatus) {
+					if len(phases) == 0 || phases[len(phases)-1] != st.Phase {
+						phases = append(phases, st.Phase)
+					}
+					time.Sleep(time.Millisecond) // let the load overlap every phase
+				},
+			})
+			must(t, err)
+			res, err := ri.Run(ctx)
+			close(stop)
+			must(t, <-werr)
+			if err != nil {
+				t.Fatalf("reindex: %v (phases %v)", err, phases)
+			}
+			if !slices.Contains(phases, elastic.PhaseBackfill) || !slices.Contains(phases, elastic.PhaseReplay) {
+				t.Errorf("phases reported %v", phases)
+			}
+			if res.Old != old || !res.OldDeleted || res.Replayed == 0 {
+				t.Errorf("result %+v", res)
+			}
+			if got := aliasTargets(t, s.es, alias); !slices.Equal(got, []string{res.Index}) {
+				t.Fatalf("alias points at %v, want [%s]", got, res.Index)
+			}
+			if ok, _ := indexExistsT(t, s.es, old); ok {
+				t.Errorf("old index %s still exists", old)
+			}
+			// The load is over: the live consumer catches up, into the new index.
+			end, err := s.rdb.XInfoStream(ctx, s.keys.Stream("products")).Result()
+			must(t, err)
+			eventually(t, "the live consumer to catch up", func() bool {
+				return c.Stats().Committed.String() == end.LastGeneratedID
+			})
+			res2, err := s.es.Indices.Refresh(s.es.Indices.Refresh.WithIndex(alias))
+			must(t, err)
+			res2.Body.Close()
+			checkDocs(t, s, alias)
+			rep, err := elastic.Verify(ctx, sqlDB, s.es, loader, elastic.VerifyOptions{Table: "products", Index: alias})
+			must(t, err)
+			if !rep.InSync() {
+				t.Fatalf("verify on the alias: %+v", rep)
+			}
+			m := mappingOf(t, s.es, alias)
+			if !strings.Contains(m, `"raw":{"type":"keyword"}`) {
+				t.Fatalf("new mapping not in effect: %s", m)
+			}
+			// Nothing of the reindex is left: no state, no hold, a log record.
+			if n := s.rdb.Exists(ctx, s.keys.Reindex("products"), s.keys.Hold("products")).Val(); n != 0 {
+				t.Errorf("%d reindex keys left", n)
+			}
+			if n := s.rdb.LLen(ctx, s.keys.ReindexLog("products")).Val(); n != 1 {
+				t.Errorf("%d log records", n)
+			}
+			t.Logf("%d writes during the reindex; %d rows backfilled, %d messages replayed; trimmer %+v",
+				w.ops.Load(), res.Rows, res.Replayed, tr.Stats())
+		})
+	}
+}
+
+func indexExistsT(t *testing.T, es *elasticsearch.Client, name string) (bool, error) {
+	t.Helper()
+	res, err := es.Indices.Exists([]string{name})
+	must(t, err)
+	res.Body.Close()
+	return res.StatusCode == http.StatusOK, nil
+}
+
+// mappingOf returns the mapping of the index behind alias, as JSON.
+func mappingOf(t *testing.T, es *elasticsearch.Client, alias string) string {
+	t.Helper()
+	res, err := es.Indices.GetMapping(es.Indices.GetMapping.WithIndex(alias))
+	must(t, err)
+	defer res.Body.Close()
+	var b strings.Builder
+	var v any
+	must(t, json.NewDecoder(res.Body).Decode(&v))
+	out, _ := json.Marshal(v)
+	b.Write(out)
+	return b.String()
+}
+
+// hooked is an esapi.Transport that calls before (when set) with each
+// request before sending it, and after with each request answered. An
+// error of before is the request's.
+type hooked struct {
+	next          *elasticsearch.Client
+	before, after func(r *http.Request, body string) error
+}
+
+func (h *hooked) Perform(r *http.Request) (*http.Response, error) {
+	var body string
+	if r.Body != nil {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		r.Body.Close()
+		body = string(b)
+		r.Body = io.NopCloser(strings.NewReader(body))
+	}
+	if h.before != nil {
+		if err := h.before(r, body); err != nil {
+			return nil, err
+		}
+	}
+	res, err := h.next.Perform(r)
+	if err == nil && h.after != nil {
+		if err := h.after(r, body); err != nil {
+			res.Body.Close()
+			return nil, err
+		}
+	}
+	return res, err
+}
+
+// reindexFixture is a table of rows indexed behind an alias, and a
+// Reindexer of it whose requests go through a hooked transport.
+type reindexFixture struct {
+	*setup
+	sqlDB  *sql.DB
+	alias  string
+	old    string
+	loader *elastic.TableLoader
+	live   *elastic.Handler // writes through the alias
+	tr     *hooked
+}
+
+func newReindexFixture(t *testing.T, rows int) *reindexFixture {
+	t.Helper()
+	s := newSetup(t)
+	ctx := context.Background()
+	f := &reindexFixture{setup: s, sqlDB: s.sqlDB(t), alias: s.index, old: s.index + "-old", tr: &hooked{next: s.es}}
+	t.Cleanup(func() {
+		if res, err := s.es.Indices.Delete([]string{f.old, f.alias + "-*"}); err == nil {
+			res.Body.Close()
+		}
+	})
+	must(t, elastic.CreateAliasedIndex(ctx, s.es, f.old, nil, f.alias))
+	var err error
+	f.loader, err = elastic.NewTableLoader(ctx, f.sqlDB, elastic.TableOptions{Table: "products", SoftDeleteColumn: "deleted_at"})
+	must(t, err)
+	f.live, err = elastic.NewHandler(s.es, f.loader, &elastic.Options{Index: f.alias})
+	must(t, err)
+	for i := range rows {
+		must(t, s.db.Create(&Product{Title: fmt.Sprint("p", i+1), Price: i + 1}).Error)
+	}
+	_, err = elastic.Backfill(ctx, f.sqlDB, f.live, elastic.BackfillOptions{Table: "products"})
+	must(t, err)
+	return f
+}
+
+func (f *reindexFixture) reindexer(t *testing.T, opts elastic.ReindexOptions) *elastic.Reindexer {
+	t.Helper()
+	opts.Name, opts.Alias, opts.Table, opts.Namespace = "products", f.alias, "products", f.ns
+	opts.Body = []byte(newMapping)
+	opts.PageSize = cmp.Or(opts.PageSize, 10)
+	opts.LockTTL = cmp.Or(opts.LockTTL, time.Second)
+	ri, err := elastic.NewReindexer(f.rdb, f.sqlDB, f.tr, f.loader, opts)
+	must(t, err)
+	return ri
+}
+
+// phase returns the phase of the reindex in progress ("" for none).
+func (f *reindexFixture) phase() string {
+	return f.rdb.HGet(context.Background(), f.keys.Reindex("products"), "phase").Val()
+}
+
+// checkNew refreshes the alias and checks it points at index alone and
+// that every row has its document there.
+func (f *reindexFixture) checkNew(t *testing.T, index string) {
+	t.Helper()
+	if got := aliasTargets(t, f.es, f.alias); !slices.Equal(got, []string{index}) {
+		t.Fatalf("alias points at %v, want [%s]", got, index)
+	}
+	res, err := f.es.Indices.Refresh(f.es.Indices.Refresh.WithIndex(f.alias))
+	must(t, err)
+	res.Body.Close()
+	checkDocs(t, f.setup, f.alias)
+}
+
+// isBulkTo reports a bulk request writing to index.
+func isBulkTo(r *http.Request, body, index string) bool {
+	return strings.HasSuffix(r.URL.Path, "/_bulk") && strings.Contains(body, `"_index":"`+index+`"`)
+}
+
+// TestReindexReplaysChangesDuringBackfill: a row updated after the
+// backfill read its page, and a row created and one deleted then, reach
+// the new index through the replay; the backfill's older state of the
+// updated row, written after the update, does not stay (no version
+// column: the replay runs after the backfill).
+func TestReindexReplaysChangesDuringBackfill(t *testing.T) {
+	t.Parallel()
+	f := newReindexFixture(t, 30)
+	var once sync.Once
+	f.tr.before = func(r *http.Request, body string) error {
+		if f.phase() == elastic.PhaseBackfill && strings.HasSuffix(r.URL.Path, "/_bulk") && strings.Contains(body, `"_id":"1"`) {
+			once.Do(func() {
+				must(t, f.db.Model(&Product{ID: 1}).Update("title", "after the page was read").Error)
+				must(t, f.db.Create(&Product{Title: "new", Price: 99}).Error)
+				must(t, f.db.Unscoped().Delete(&Product{ID: 30}).Error)
+			})
+		}
+		return nil
+	}
+	res, err := f.reindexer(t, elastic.ReindexOptions{}).Run(context.Background())
+	must(t, err)
+	if res.Replayed < 3 {
+		t.Errorf("replayed %d messages, want at least 3", res.Replayed)
+	}
+	f.checkNew(t, res.Index)
+}
+
+// TestReindexSwapGap: a change the live consumer writes to the old index
+// just before the swap (read from the stream before the replay's last
+// pass ended... and after it) is in the new index after the swap: the
+// reindex replays up to the stream's end at the swap.
+func TestReindexSwapGap(t *testing.T) {
+	t.Parallel()
+	f := newReindexFixture(t, 20)
+	ctx := context.Background()
+	var once sync.Once
+	f.tr.before = func(r *http.Request, body string) error {
+		if r.Method == http.MethodPost && r.URL.Path == "/_aliases" {
+			once.Do(func() {
+				// The live consumer's work, as it would do it: the change
+				// is queued and written through the alias, to the old index.
+				p := Product{Title: "just before the swap", Price: 7}
+				must(t, f.db.Create(&p).Error)
+				must(t, f.db.Model(&Product{ID: 3}).Update("title", "updated just before the swap").Error)
+				b := &redstream.Batch{Stream: "products", Consumer: "indexer", Attempt: 1, Messages: []redstream.Message{
+					{ID: redstream.ID{MS: 1}, Stream: "products", Payload: json.RawMessage(fmt.Sprintf(`{"id":%d}`, p.ID))},
+					{ID: redstream.ID{MS: 2}, Stream: "products", Payload: json.RawMessage(`{"id":3}`)},
+				}}
+				must(t, f.live.HandleBatch(ctx, b))
+			})
+		}
+		return nil
+	}
+	res, err := f.reindexer(t, elastic.ReindexOptions{}).Run(ctx)
+	must(t, err)
+	f.checkNew(t, res.Index)
+}
+
+// TestReindexRefusesUnverified: a document the new index rejects (a
+// mapping error) makes the verification find it missing, with no change
+// to explain it: the alias is not swapped, the reindex stays to be run
+// again; Force swaps anyway; the alias is never left without its index.
+func TestReindexRefusesUnverified(t *testing.T) {
+	t.Parallel()
+	f := newReindexFixture(t, 20)
+	needServer(t, f.srv)
+	ctx := context.Background()
+	var once sync.Once
+	ri := f.reindexer(t, elastic.ReindexOptions{Progress: func(st elastic.ReindexStatus) {
+		once.Do(func() {
+			f.srv.FailItem(st.Index, "15", 400, "document_parsing_exception", "failed to parse field [price]", -1)
+		})
+	}})
+	res, err := ri.Run(ctx)
+	if !errors.Is(err, elastic.ErrVerifyFailed) {
+		t.Fatalf("Run = %v, want ErrVerifyFailed", err)
+	}
+	if !slices.Equal(res.Unexplained, []string{"15"}) || res.Verify.Missing.Count != 1 {
+		t.Errorf("result %+v", res)
+	}
+	if got := aliasTargets(t, f.es, f.alias); !slices.Equal(got, []string{f.old}) {
+		t.Fatalf("alias points at %v after a refused swap, want [%s]", got, f.old)
+	}
+	if f.phase() != elastic.PhaseVerify {
+		t.Fatalf("phase %q after a refused swap", f.phase())
+	}
+	// Forced, the swap happens; the document stays missing (it is rejected).
+	res, err = f.reindexer(t, elastic.ReindexOptions{Force: true}).Run(ctx)
+	must(t, err)
+	if !res.Resumed || !slices.Equal(res.Unexplained, []string{"15"}) {
+		t.Errorf("forced result %+v", res)
+	}
+	if got := aliasTargets(t, f.es, f.alias); !slices.Equal(got, []string{res.Index}) {
+		t.Fatalf("alias points at %v, want [%s]", got, res.Index)
+	}
+}
+
+// TestReindexAbort gives up a reindex before its swap: the new index, the
+// state and the holds go; the alias still points at the old index.
+func TestReindexAbort(t *testing.T) {
+	t.Parallel()
+	f := newReindexFixture(t, 20)
+	ctx, cancel := context.WithCancel(context.Background())
+	var index string
+	ri := f.reindexer(t, elastic.ReindexOptions{Progress: func(st elastic.ReindexStatus) { index = st.Index; cancel() }})
+	if _, err := ri.Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+	if f.phase() != elastic.PhaseBackfill || !f.rdb.HExists(context.Background(), f.keys.Hold("products"), elastic.ReindexHolder).Val() {
+		t.Fatal("no state or hold left by an interrupted reindex")
+	}
+	got, err := ri.Abort(context.Background())
+	must(t, err)
+	if got != index {
+		t.Errorf("Abort deleted %q, want %q", got, index)
+	}
+	if ok, _ := indexExistsT(t, f.es, index); ok {
+		t.Errorf("new index %s left", index)
+	}
+	if n := f.rdb.Exists(context.Background(), f.keys.Reindex("products"), f.keys.Hold("products"), f.keys.Backfill("products", index)).Val(); n != 0 {
+		t.Errorf("%d keys left", n)
+	}
+	if got := aliasTargets(t, f.es, f.alias); !slices.Equal(got, []string{f.old}) {
+		t.Fatalf("alias points at %v, want [%s]", got, f.old)
+	}
+}
+
+// TestReindexLock refuses a second reindex of the stream while one runs.
+func TestReindexLock(t *testing.T) {
+	t.Parallel()
+	f := newReindexFixture(t, 20)
+	ctx := context.Background()
+	inside, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	first := f.reindexer(t, elastic.ReindexOptions{Progress: func(elastic.ReindexStatus) {
+		once.Do(func() { close(inside); <-release })
+	}})
+	done := make(chan error, 1)
+	go func() { _, err := first.Run(ctx); done <- err }()
+	<-inside
+	_, err := f.reindexer(t, elastic.ReindexOptions{}).Run(ctx)
+	if !errors.Is(err, elastic.ErrReindexRunning) || !strings.Contains(err.Error(), redstream.DefaultHolder()) {
+		t.Errorf("second Run = %v, want ErrReindexRunning naming the holder", err)
+	}
+	if _, err := f.reindexer(t, elastic.ReindexOptions{}).Abort(ctx); !errors.Is(err, elastic.ErrReindexRunning) {
+		t.Errorf("Abort while running = %v, want ErrReindexRunning", err)
+	}
+	st, err := elastic.ReadReindexStatus(ctx, f.rdb, f.keys, "products", []string{"products"})
+	must(t, err)
+	if st == nil || st.Phase != elastic.PhaseBackfill || st.Holder != redstream.DefaultHolder() || st.Rows == 0 {
+		t.Errorf("status while running: %+v", st)
+	}
+	close(release)
+	must(t, <-done)
+	if st, err := elastic.ReadReindexStatus(ctx, f.rdb, f.keys, "products", []string{"products"}); err != nil || st != nil {
+		t.Errorf("status after the reindex: %+v, %v", st, err)
+	}
+}
+
+// TestReindexInterrupted interrupts a reindex at each step (during the
+// backfill, during the replay, just before and just after the swap) and
+// runs it again: it resumes and completes, and the alias points at one
+// complete index at every moment.
+func TestReindexInterrupted(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		at    func(f *reindexFixture, r *http.Request, body string, before bool) bool
+		phase string
+	}{
+		{"backfill", func(f *reindexFixture, r *http.Request, body string, before bool) bool {
+			return before && f.phase() == elastic.PhaseBackfill && isBulkTo(r, body, f.phaseIndex()) && strings.Contains(body, `"_id":"15"`)
+		}, elastic.PhaseBackfill},
+		{"replay", func(f *reindexFixture, r *http.Request, body string, before bool) bool {
+			return before && f.phase() == elastic.PhaseReplay && isBulkTo(r, body, f.phaseIndex())
+		}, elastic.PhaseReplay},
+		{"before swap", func(f *reindexFixture, r *http.Request, body string, before bool) bool {
+			return before && r.URL.Path == "/_aliases"
+		}, elastic.PhaseSwap},
+		{"after swap", func(f *reindexFixture, r *http.Request, body string, before bool) bool {
+			return !before && r.URL.Path == "/_aliases"
+		}, elastic.PhaseSwap},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newReindexFixture(t, 40)
+			ctx, cancel := context.WithCancel(context.Background())
+			var fired atomic.Bool
+			var changes atomic.Int32
+			interrupt := func(before bool) func(r *http.Request, body string) error {
+				return func(r *http.Request, body string) error {
+					// Changes go on during the reindex.
+					if changes.Add(1)%3 == 0 {
+						must(t, f.db.Create(&Product{Title: "during", Price: 1}).Error)
+					}
+					if !fired.Load() && tc.at(f, r, body, before) {
+						fired.Store(true)
+						cancel()
+						return context.Canceled
+					}
+					return nil
+				}
+			}
+			f.tr.before, f.tr.after = interrupt(true), interrupt(false)
+			// Rows changed before the replay: the replay has work.
+			must(t, f.db.Model(&Product{ID: 2}).Update("title", "changed").Error)
+			_, err := f.reindexer(t, elastic.ReindexOptions{PageSize: 5}).Run(ctx)
+			if err == nil || !fired.Load() {
+				t.Fatalf("Run = %v; interrupted %v", err, fired.Load())
+			}
+			if got := f.phase(); got != tc.phase {
+				t.Fatalf("interrupted in phase %q, want %q", got, tc.phase)
+			}
+			targets := aliasTargets(t, f.es, f.alias)
+			if len(targets) != 1 {
+				t.Fatalf("alias points at %v after the interruption", targets)
+			}
+			f.tr.before, f.tr.after = nil, nil
+			// A second run waits for nothing: the first released its lock.
+			res, err := f.reindexer(t, elastic.ReindexOptions{}).Run(context.Background())
+			must(t, err)
+			if !res.Resumed {
+				t.Error("the second run did not resume")
+			}
+			f.checkNew(t, res.Index)
+			if ok, _ := indexExistsT(t, f.es, f.old); ok {
+				t.Errorf("old index %s left", f.old)
+			}
+		})
+	}
+}
+
+// phaseIndex returns the new index of the reindex in progress.
+func (f *reindexFixture) phaseIndex() string {
+	return f.rdb.HGet(context.Background(), f.keys.Reindex("products"), "index").Val()
+}
