@@ -203,6 +203,9 @@ type Reindexer struct {
 	opts   ReindexOptions
 	keys   redstream.Keys
 	log    *slog.Logger
+	// added holds, per stream whose hold this process placed or moved to
+	// the stream's end, the stream's entries-added counter at that end.
+	added map[string]int64
 }
 
 // NewReindexer returns a Reindexer of the index behind opts.Alias, built
@@ -223,7 +226,7 @@ func NewReindexer(rdb redis.UniversalClient, db *sql.DB, es esapi.Transport, loa
 	opts.PageSize = cmp.Or(opts.PageSize, DefaultPageSize)
 	opts.LockTTL = cmp.Or(opts.LockTTL, redstream.DefaultLockTTL)
 	log := cmp.Or(opts.Logger, slog.Default()).With("stream", opts.Name, "alias", opts.Alias)
-	return &Reindexer{rdb: rdb, db: db, es: es, loader: loader, opts: opts, keys: redstream.NewKeys(opts.Namespace), log: log}, nil
+	return &Reindexer{rdb: rdb, db: db, es: es, loader: loader, opts: opts, keys: redstream.NewKeys(opts.Namespace), log: log, added: map[string]int64{}}, nil
 }
 
 // state is the reindex's state hash.
@@ -357,13 +360,14 @@ func (r *Reindexer) loadState(ctx context.Context, res *ReindexResult) (*state, 
 	// The holds go first: every change written to a stream after its end
 	// is replayed, and kept until it is.
 	for _, s := range r.opts.Streams {
-		end, err := r.streamEnd(ctx, s)
+		end, added, err := r.streamEnd(ctx, s)
 		if err != nil {
 			return nil, err
 		}
 		if err := r.rdb.HSet(ctx, r.keys.Hold(s), ReindexHolder, end.String()).Err(); err != nil {
 			return nil, fmt.Errorf("elastic: place the hold on %s: %w", s, err)
 		}
+		r.added[s] = added
 	}
 	now := time.Now()
 	if err := st.set(ctx, "phase", PhaseBackfill, "alias", r.opts.Alias, "index", name, "old", old,
@@ -375,16 +379,17 @@ func (r *Reindexer) loadState(ctx context.Context, res *ReindexResult) (*state, 
 }
 
 // streamEnd returns the id of the last entry added to stream s (0-0 for
-// none).
-func (r *Reindexer) streamEnd(ctx context.Context, s string) (redstream.ID, error) {
+// none) and how many entries were ever added to it.
+func (r *Reindexer) streamEnd(ctx context.Context, s string) (redstream.ID, int64, error) {
 	info, err := r.rdb.XInfoStream(ctx, r.keys.Stream(s)).Result()
 	if err != nil {
 		if noSuchKey(err) {
-			return redstream.ID{}, nil
+			return redstream.ID{}, 0, nil
 		}
-		return redstream.ID{}, fmt.Errorf("elastic: read the end of stream %s: %w", s, err)
+		return redstream.ID{}, 0, fmt.Errorf("elastic: read the end of stream %s: %w", s, err)
 	}
-	return redstream.ParseID(info.LastGeneratedID)
+	id, err := redstream.ParseID(info.LastGeneratedID)
+	return id, info.EntriesAdded, err
 }
 
 func (r *Reindexer) handler(index string) (*Handler, error) {
@@ -455,13 +460,14 @@ func (r *Reindexer) replay(ctx context.Context, st *state, h *Handler, upTo map[
 	var total int64
 	for _, s := range r.opts.Streams {
 		end, ok := upTo[s]
+		added := int64(-1)
 		if !ok {
 			var err error
-			if end, err = r.streamEnd(ctx, s); err != nil {
+			if end, added, err = r.streamEnd(ctx, s); err != nil {
 				return total, err
 			}
 		}
-		n, err := r.replayStream(ctx, st, h, s, end)
+		n, err := r.replayStream(ctx, st, h, s, end, added)
 		total += n
 		if err != nil {
 			return total, err
@@ -482,14 +488,19 @@ func (r *Reindexer) hold(ctx context.Context, s string) (redstream.ID, error) {
 	return redstream.ParseID(v)
 }
 
-func (r *Reindexer) replayStream(ctx context.Context, st *state, h *Handler, s string, end redstream.ID) (int64, error) {
+// replayStream replays stream s after the hold up to end. When added is
+// the stream's entries-added counter at end (not -1) and this process
+// knows the counter at the hold, it checks that no entry in between was
+// removed: every entry after the hold is the reindex's to replay, and the
+// trimmers keep them, but one that does not honour holds (the Ruby gem's,
+// an older version's) would not.
+func (r *Reindexer) replayStream(ctx context.Context, st *state, h *Handler, s string, end redstream.ID, added int64) (int64, error) {
 	pos, err := r.hold(ctx, s)
 	if err != nil {
 		return 0, err
 	}
-	if err := r.checkGap(ctx, s, pos); err != nil {
-		return 0, err
-	}
+	before, known := r.added[s]
+	delete(r.added, s)
 	key := r.keys.Stream(s)
 	var n int64
 	for pos.Less(end) {
@@ -529,31 +540,14 @@ func (r *Reindexer) replayStream(ctx context.Context, st *state, h *Handler, s s
 		_ = st.set(ctx, "replayed", strconv.FormatInt(st.int("replayed")+int64(len(entries)), 10))
 		r.progress(ctx, st)
 	}
+	if added >= 0 && known && (pos != end || n != added-before) {
+		return n, fmt.Errorf("%w: stream %s had %d entries added after the replay's position, %d are left; abort the reindex and run it again",
+			ErrReplayGap, s, added-before, n)
+	}
+	if added >= 0 && pos == end {
+		r.added[s] = added
+	}
 	return n, nil
-}
-
-// checkGap fails with ErrReplayGap when stream s lost an entry after pos:
-// Redis records the highest id it deleted (Redis 7).
-func (r *Reindexer) checkGap(ctx context.Context, s string, pos redstream.ID) error {
-	info, err := r.rdb.XInfoStream(ctx, r.keys.Stream(s)).Result()
-	if err != nil {
-		if noSuchKey(err) {
-			return nil
-		}
-		return fmt.Errorf("elastic: read stream %s: %w", s, err)
-	}
-	if info.MaxDeletedEntryID == "" {
-		return nil
-	}
-	del, err := redstream.ParseID(info.MaxDeletedEntryID)
-	if err != nil {
-		return nil // not an id this version understands
-	}
-	if pos.Less(del) {
-		return fmt.Errorf("%w: stream %s lost entries up to %s, after the replay's position %s; abort the reindex and run it again",
-			ErrReplayGap, s, del, pos)
-	}
-	return nil
 }
 
 // verify compares the new index with the table. A difference is
@@ -674,7 +668,7 @@ func (r *Reindexer) swap(ctx context.Context, st *state) error {
 	// streams before their ends now: replayed to the new index next.
 	kv := []string{"phase", PhaseSwapped, "swapped", strconv.FormatInt(time.Now().UnixMilli(), 10)}
 	for _, s := range r.opts.Streams {
-		end, err := r.streamEnd(ctx, s)
+		end, _, err := r.streamEnd(ctx, s)
 		if err != nil {
 			return err
 		}

@@ -614,3 +614,30 @@ func TestReindexInterrupted(t *testing.T) {
 func (f *reindexFixture) phaseIndex() string {
 	return f.rdb.HGet(context.Background(), f.keys.Reindex("products"), "index").Val()
 }
+
+// TestReindexReplayGap: entries the replay still needed, removed by a
+// trimmer that does not honour holds, stop the reindex with ErrReplayGap
+// before the swap.
+func TestReindexReplayGap(t *testing.T) {
+	t.Parallel()
+	f := newReindexFixture(t, 20)
+	ctx := context.Background()
+	var once sync.Once
+	ri := f.reindexer(t, elastic.ReindexOptions{Progress: func(elastic.ReindexStatus) {
+		once.Do(func() {
+			for i := range 3 {
+				must(t, f.db.Model(&Product{ID: int64(i + 1)}).Update("title", "changed").Error)
+			}
+			// A trimmer of old: up to the second change, hold or not.
+			ids := f.rdb.XRange(ctx, f.keys.Stream("products"), "-", "+").Val()
+			must(t, f.rdb.XTrimMinID(ctx, f.keys.Stream("products"), ids[len(ids)-1].ID).Err())
+		})
+	}})
+	_, err := ri.Run(ctx)
+	if !errors.Is(err, elastic.ErrReplayGap) {
+		t.Fatalf("Run = %v, want ErrReplayGap", err)
+	}
+	if got := aliasTargets(t, f.es, f.alias); !slices.Equal(got, []string{f.old}) {
+		t.Fatalf("alias points at %v, want [%s]", got, f.old)
+	}
+}
