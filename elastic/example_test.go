@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log"
+	"log/slog"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
@@ -225,4 +227,58 @@ func ExampleVerify() {
 	// 6 rows, 5 documents: missing [6], extra [2], in sync false
 	// repaired: 2
 	// 6 rows, 5 documents: missing [], extra [], in sync true
+}
+
+// A Reindexer rebuilds the index behind an alias with a new mapping while
+// the worker goes on writing through the alias: it backfills a new index,
+// replays the changes made meanwhile from the stream, verifies it and
+// swaps the alias in one request.
+func ExampleReindexer() {
+	db, cleanup := exampleDB(
+		"CREATE TABLE products (id bigint PRIMARY KEY, title text)",
+		"INSERT INTO products SELECT n, 'product ' || n FROM generate_series(1, 50) n")
+	defer cleanup()
+	srv, es := exampleES()
+	defer srv.Close()
+	opt, err := redis.ParseURL(testenv.RedisURL())
+	if err != nil {
+		log.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	ns := "ex_" + testenv.RandomHex(6)
+
+	ctx := context.Background()
+	// The index as the worker creates it: a physical index behind the alias.
+	if err := elastic.CreateAliasedIndex(ctx, es, "products-v1", nil, "products"); err != nil {
+		log.Fatal(err)
+	}
+	loader, err := elastic.NewTableLoader(ctx, db, elastic.TableOptions{Table: "products"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ri, err := elastic.NewReindexer(rdb, db, es, loader, elastic.ReindexOptions{
+		Name:      "products", // the stream: its changes are replayed
+		Alias:     "products",
+		Table:     "products",
+		Namespace: ns,
+		Body:      []byte(`{"mappings":{"properties":{"title":{"type":"text","fields":{"raw":{"type":"keyword"}}}}}}`),
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	res, err := ri.Run(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer rdb.Del(ctx, redstream.NewKeys(ns).ReindexLog("products"))
+	fmt.Println("old index:", res.Old, "deleted:", res.OldDeleted)
+	fmt.Println("rows:", res.Rows, "in sync:", res.Verify.InSync())
+	src, _, _ := srv.Doc("products", "50")
+	fmt.Println(string(src))
+	// Output:
+	// old index: products-v1 deleted: true
+	// rows: 50 in sync: true
+	// {"id":50,"title":"product 50"}
 }

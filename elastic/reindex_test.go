@@ -641,3 +641,52 @@ func TestReindexReplayGap(t *testing.T) {
 		t.Fatalf("alias points at %v, want [%s]", got, f.old)
 	}
 }
+
+// TestReindexMigrate: a concrete index named like the alias is refused
+// without Migrate; with it, the swap deletes the index and creates the
+// alias of its name in one request.
+func TestReindexMigrate(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	ctx := context.Background()
+	sqlDB := s.sqlDB(t)
+	t.Cleanup(func() {
+		if res, err := s.es.Indices.Delete([]string{s.index + "-*"}); err == nil {
+			res.Body.Close()
+		}
+	})
+	loader, err := elastic.NewTableLoader(ctx, sqlDB, elastic.TableOptions{Table: "products", SoftDeleteColumn: "deleted_at"})
+	must(t, err)
+	live, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index})
+	must(t, err)
+	for i := range 15 {
+		must(t, s.db.Create(&Product{Title: fmt.Sprint("p", i), Price: i}).Error)
+	}
+	// Written through the name: Elasticsearch creates a concrete index.
+	_, err = elastic.Backfill(ctx, sqlDB, live, elastic.BackfillOptions{Table: "products"})
+	must(t, err)
+	opts := elastic.ReindexOptions{Name: "products", Alias: s.index, Table: "products", Namespace: s.ns, Body: []byte(newMapping), PageSize: 4}
+	ri, err := elastic.NewReindexer(s.rdb, sqlDB, s.es, loader, opts)
+	must(t, err)
+	if _, err := ri.Run(ctx); !errors.Is(err, elastic.ErrNotAlias) {
+		t.Fatalf("Run on a concrete index = %v, want ErrNotAlias", err)
+	}
+	if n := s.rdb.Exists(ctx, s.keys.Reindex("products"), s.keys.Hold("products")).Val(); n != 0 {
+		t.Errorf("a refused reindex left %d keys", n)
+	}
+	opts.Migrate = true
+	ri, err = elastic.NewReindexer(s.rdb, sqlDB, s.es, loader, opts)
+	must(t, err)
+	res, err := ri.Run(ctx)
+	must(t, err)
+	if res.Old != s.index || !res.OldDeleted {
+		t.Errorf("result %+v", res)
+	}
+	if got := aliasTargets(t, s.es, s.index); !slices.Equal(got, []string{res.Index}) {
+		t.Fatalf("alias points at %v, want [%s]", got, res.Index)
+	}
+	r, err := s.es.Indices.Refresh(s.es.Indices.Refresh.WithIndex(s.index))
+	must(t, err)
+	r.Body.Close()
+	checkDocs(t, s, s.index)
+}

@@ -20,6 +20,9 @@
 //	e2e       changes synced per second end to end at a paced create rate,
 //	          with ES document writes, bulk requests and CPU per change,
 //	          delay messages kept (KeepDelayMessages) vs acknowledged
+//	reindex   `redstream reindex` of -rows rows while -reindex-rate updates
+//	          per second go on and a worker syncs them: wall time, peak RSS,
+//	          the live consumer's lag during it
 //	delaymem  MEMORY USAGE and XLEN of the delay stream after a long paced
 //	          create load (5 minutes at 2,000/s per mode), kept vs
 //	          acknowledged; -mem-runs runs (default 1: 10 minutes)
@@ -83,7 +86,8 @@ type config struct {
 	memDuration time.Duration // delaymem: how long each mode writes
 	memDelay    time.Duration // delaymem: the Delayer's delay
 
-	scaleRows int // scale: messages in the backlog of each drain
+	scaleRows   int // scale: messages in the backlog of each drain
+	reindexRate int // reindex: updates per second during the reindex
 }
 
 var scenarios = []struct {
@@ -98,6 +102,7 @@ var scenarios = []struct {
 	{"delaymem", "Redis memory of the delay stream after a long paced load, delay messages kept vs acknowledged", runDelayMem,
 		func(cfg *config) int { return cfg.memRuns }},
 	{"scale", "a stream of 6 shards drained by 1, 2 and 3 worker processes of a group, CPU per message, rebalance times", runScale, nil},
+	{"reindex", "redstream reindex of -rows rows under -reindex-rate updates/s: time, peak RSS, the live consumer's lag", runReindex, nil},
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -122,6 +127,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.memDuration, "mem-duration", 5*time.Minute, "delaymem: how long each mode writes")
 	fs.IntVar(&cfg.scaleRows, "scale-rows", 300_000, "scale: messages in the backlog each drain works through")
 	fs.DurationVar(&cfg.memDelay, "mem-delay", 0, "delaymem: the Delayer's delay; 0 is -mem-duration, so that it moves nothing during the run")
+	fs.IntVar(&cfg.reindexRate, "reindex-rate", 500, "reindex: updates per second while the reindex runs")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: go run ./internal/bench [flags] <scenario>...")
 		fmt.Fprintln(stderr, "\nScenarios:")
@@ -146,7 +152,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.runs < 1 || cfg.createN < 10 || cfg.rate < 1 || cfg.duration <= 0 || cfg.writers < 1 ||
 		cfg.updates < 0 || cfg.updates > 1 || cfg.rows < 1000 ||
 		cfg.e2eRate < 1 || cfg.e2eDuration <= 0 || cfg.e2eDelay < 0 ||
-		cfg.memRuns < 1 || cfg.memRate < 1 || cfg.memDuration <= 0 || cfg.memDelay < 0 || cfg.scaleRows < 1000 {
+		cfg.memRuns < 1 || cfg.memRate < 1 || cfg.memDuration <= 0 || cfg.memDelay < 0 || cfg.scaleRows < 1000 ||
+		cfg.reindexRate < 1 {
 		fmt.Fprintln(stderr, "bench: a flag is out of range (see -h)")
 		return 2
 	}
