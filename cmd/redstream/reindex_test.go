@@ -140,7 +140,7 @@ func (p *killProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // reader polls the alias; the reindex is killed with SIGKILL at each step
 // (during the backfill, during the replay, just before and just after the
 // swap) and run again each time, then to its end.
-func runReindexUnderLoad(t *testing.T, streamYAML string) {
+func runReindexUnderLoad[M productModel](t *testing.T, streamYAML string) {
 	f := newFixture(t, streamYAML+"    batch_size: 40\n")
 	f.setWorkerOption(t, "level", "debug", "info")
 	mapping := writeFile(t, t.TempDir(), "products-v2.json", newMappingJSON)
@@ -157,7 +157,7 @@ func runReindexUnderLoad(t *testing.T, streamYAML string) {
 	}
 
 	producer := mustProducer(f.rdb, &redstream.ProducerOptions{Namespace: f.ns})
-	w := &chaosWriter[product]{db: f.db, producer: producer, rng: rand.New(rand.NewPCG(7, uint64(len(streamYAML)))), counts: map[string]int{}}
+	w := &chaosWriter[M]{db: f.db, producer: producer, rng: rand.New(rand.NewPCG(7, uint64(len(streamYAML)))), counts: map[string]int{}}
 	for range 400 {
 		if err := w.step(ctx); err != nil {
 			t.Fatal(err)
@@ -260,6 +260,18 @@ func runReindexUnderLoad(t *testing.T, streamYAML string) {
 		if got := aliasOf(t, f.es.URL, "products"); len(got) != 1 {
 			t.Fatalf("after a kill %s: alias products points at %v", point, got)
 		}
+		if point == "before swap" {
+			// verify --index checks the new index before its swap.
+			st := f.reindexes(t)
+			r := runBin(t, f.vars, "verify", "--json", "--config", f.config, "--stream", "products", "--index", st[0].Index)
+			var rep verifyReport
+			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || (r.code != exitOK && r.code != exitFailure) {
+				t.Fatalf("verify --index: exit %d, %v\n%s%s", r.code, err, r.stdout, r.stderr)
+			}
+			if rep.Index != st[0].Index || rep.Documents < startRows/2 {
+				t.Fatalf("verify --index %s: %+v", st[0].Index, rep)
+			}
+		}
 		if point == "backfill" {
 			st := f.reindexes(t)
 			if len(st) != 1 || st[0].Phase != elastic.PhaseBackfill || st[0].Rows == 0 || st[0].Index == "" {
@@ -334,7 +346,7 @@ func (f *fixture) reindexes(t *testing.T) []elastic.ReindexStatus {
 // TestReindexUnderLoad: see runReindexUnderLoad; with a version column.
 func TestReindexUnderLoad(t *testing.T) {
 	t.Parallel()
-	runReindexUnderLoad(t, chaosStreamYAML)
+	runReindexUnderLoad[product](t, chaosStreamYAML)
 }
 
 // TestReindexUnderLoadWithoutVersion: the same without a version column,
@@ -342,5 +354,12 @@ func TestReindexUnderLoad(t *testing.T) {
 // overwriting a newer one.
 func TestReindexUnderLoadWithoutVersion(t *testing.T) {
 	t.Parallel()
-	runReindexUnderLoad(t, strings.Replace(chaosStreamYAML, "    version_column: updated_at\n", "", 1))
+	runReindexUnderLoad[product](t, strings.Replace(chaosStreamYAML, "    version_column: updated_at\n", "", 1))
+}
+
+// TestReindexSharded: the same on a stream of several shards, whose
+// changes the reindex replays from each shard.
+func TestReindexSharded(t *testing.T) {
+	t.Parallel()
+	runReindexUnderLoad[shardedProduct](t, chaosStreamYAML+fmt.Sprintf("    shards: %d\n", groupShards))
 }

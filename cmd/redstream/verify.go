@@ -53,6 +53,7 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 	asJSON := fs.Bool("json", false, "print JSON instead of text")
 	show := fs.Int("show", elastic.DefaultSample, "how many ids of each kind to print")
 	page := fs.Int("page", 0, fmt.Sprintf("rows and documents per page (default: the stream's batch_size, else %d)", elastic.DefaultPageSize))
+	indexFlag := fs.String("index", "", "compare with this index `name` instead of the stream's, such as the new index of a reindex\nin progress (status shows it) before its swap; not with --repair")
 	keyField := fs.String("key-field", "", "document `field` holding the primary key, to walk the index in key order\n(default: the primary key column; its keyword sub-field when it is text)")
 	if code, ok := parse(fs, args); !ok {
 		return code
@@ -70,6 +71,11 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "redstream verify: --stream: no configured stream is named %q\n", *name)
 		return exitUsage
 	}
+	if *indexFlag != "" && *repair {
+		fmt.Fprintln(e.stderr, "redstream verify: --index and --repair exclude each other: --repair queues changes for the stream's index")
+		return exitUsage
+	}
+	index := cmp.Or(*indexFlag, s.Index)
 	if *page < 0 || *page > elastic.MaxVerifyPageSize {
 		fmt.Fprintf(e.stderr, "redstream verify: --page: must be between 1 and %d (the index's max_result_window)\n", elastic.MaxVerifyPageSize)
 		return exitUsage
@@ -90,7 +96,7 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 	opts := elastic.VerifyOptions{
 		Table:      s.Table,
 		PrimaryKey: s.PrimaryKey,
-		Index:      s.Index,
+		Index:      index,
 		KeyField:   *keyField,
 		PageSize:   cmp.Or(*page, s.BatchSize), // else elastic.DefaultPageSize
 		Sample:     *show,
@@ -107,8 +113,8 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		if err != nil {
 			return e.fail(err)
 		}
-		if before, err = countDocuments(ctx, svc.es, s.Index); err != nil {
-			return e.fail(fmt.Errorf("verify %s: count the documents of index %s: %w", s.Name, s.Index, err))
+		if before, err = countDocuments(ctx, svc.es, index); err != nil {
+			return e.fail(fmt.Errorf("verify %s: count the documents of index %s: %w", s.Name, index, err))
 		}
 		if letters, err = readDeadLetters(ctx, e, svc, cfg, s); err != nil {
 			return e.fail(fmt.Errorf("verify %s: %w", s.Name, err))
@@ -124,16 +130,16 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		return e.fail(fmt.Errorf("verify %s: %w", s.Name, err))
 	}
 	r := &verifyReport{
-		Stream: s.Name, Index: s.Index, KeyField: rep.KeyField, Rows: rep.Rows, Documents: rep.Documents,
+		Stream: s.Name, Index: index, KeyField: rep.KeyField, Rows: rep.Rows, Documents: rep.Documents,
 		Missing: listed(rep.Missing), Extra: listed(rep.Extra), Stale: listed(rep.Stale),
 		Versioned: s.VersionColumn != "" || rep.Versioned,
 		InSync:    rep.InSync(), Queued: rep.Repaired, Repair: *repair,
 		DeadLettersResolved: resolved,
 	}
 	if *repair {
-		after, err := countDocuments(ctx, svc.es, s.Index)
+		after, err := countDocuments(ctx, svc.es, index)
 		if err != nil {
-			return e.fail(fmt.Errorf("verify %s: count the documents of index %s: %w", s.Name, s.Index, err))
+			return e.fail(fmt.Errorf("verify %s: count the documents of index %s: %w", s.Name, index, err))
 		}
 		r.DocumentsBefore, r.DocumentsAfter = &before, &after
 	}
