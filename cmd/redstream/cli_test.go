@@ -27,9 +27,9 @@ func TestVersion(t *testing.T) {
 	head := strings.TrimSpace(string(rev))
 	// In a linked worktree go build records no VCS stamp (golang/go#58218):
 	// the binary must say so, and how to get one.
-	dirs, err := exec.Command("git", "rev-parse", "--git-dir", "--git-common-dir").Output()
+	dirs, err := exec.Command("git", "rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir").Output()
 	if err != nil {
-		t.Fatalf("git rev-parse --git-dir --git-common-dir: %v", err)
+		t.Fatalf("git rev-parse --path-format=absolute --git-dir --git-common-dir: %v", err)
 	}
 	d := strings.Fields(string(dirs))
 	linked := len(d) == 2 && d[0] != d[1]
