@@ -3,6 +3,8 @@ package elastic_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"gorm.io/gorm"
 
 	"github.com/redstream-go/redstream"
@@ -399,5 +402,37 @@ func TestMySQLLoaderErrors(t *testing.T) {
 		if err := l.CheckID(id); err == nil {
 			t.Errorf("CheckID(%q) = nil, want an error", id)
 		}
+	}
+}
+
+// wrappedDriver stands for a driver wrapper (tracing, metrics): its type
+// is not go-sql-driver/mysql's (nor its connector's, as it has no
+// OpenConnector), so the database is told by its version.
+type wrappedDriver struct{}
+
+func (wrappedDriver) Open(dsn string) (driver.Conn, error) { return mysql.MySQLDriver{}.Open(dsn) }
+
+func init() { sql.Register("wrapped-mysql", wrappedDriver{}) }
+
+// TestMySQLWrappedDriver: through a driver the loader does not know, the
+// server's version string tells MySQL from PostgreSQL.
+func TestMySQLWrappedDriver(t *testing.T) {
+	t.Parallel()
+	dsn := testenv.MySQLDatabase(t)
+	db, err := sql.Open("wrapped-mysql", dsn)
+	must(t, err)
+	t.Cleanup(func() { db.Close() })
+	ctx := context.Background()
+	_, err = db.ExecContext(ctx, "CREATE TABLE w (id BIGINT PRIMARY KEY, ok TINYINT(1))")
+	must(t, err)
+	_, err = db.ExecContext(ctx, "INSERT INTO w VALUES (1, 1), (2, 0)")
+	must(t, err)
+	l, err := elastic.NewTableLoader(ctx, db, elastic.TableOptions{Table: "w"})
+	must(t, err)
+	docs, err := l.Load(ctx, []string{"2", "1", "3"})
+	must(t, err)
+	slices.SortFunc(docs, func(a, b elastic.Document) int { return strings.Compare(a.ID, b.ID) })
+	if len(docs) != 2 || string(docs[0].Source) != `{"id":1,"ok":true}` || string(docs[1].Source) != `{"id":2,"ok":false}` {
+		t.Fatalf("docs = %+v", docs)
 	}
 }
