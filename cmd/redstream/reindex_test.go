@@ -277,6 +277,13 @@ func runReindexUnderLoad[M productModel](t *testing.T, streamYAML string) {
 			if len(st) != 1 || st[0].Phase != elastic.PhaseBackfill || st[0].Rows == 0 || st[0].Index == "" {
 				t.Fatalf("status after a kill during the backfill: %+v", st)
 			}
+			// Once the killed reindex's lock expires, status says nobody runs it.
+			within(t, time.Minute, "the reindex lock to expire", func() bool { return f.rdb.Exists(ctx, lock).Val() == 0 })
+			r := runBin(t, f.vars, "status", "--config", f.config)
+			if want := "reindex products: phase backfill, products -> " + st[0].Index + ", rows " + strconv.FormatInt(st[0].Rows, 10) + "/"; !strings.Contains(r.stdout, want) ||
+				!strings.Contains(r.stdout, "run by nobody (interrupted") {
+				t.Fatalf("status lacks %q: exit %d\n%s%s", want, r.code, r.stdout, r.stderr)
+			}
 		}
 	}
 	within(t, time.Minute, "the reindex lock to expire", func() bool { return f.rdb.Exists(ctx, lock).Val() == 0 })

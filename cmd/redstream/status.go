@@ -252,7 +252,7 @@ func printReindex(w io.Writer, r *elastic.ReindexStatus) {
 	}
 	eta := "-"
 	if d := r.ETA(); d > 0 {
-		eta = d.Round(time.Second).String()
+		eta = max(d.Round(time.Second), time.Second).String()
 	}
 	fmt.Fprintf(w, "\nreindex %s: phase %s, %s -> %s, rows %d/%s at %.0f rows/s, ETA %s, %d changes replayed, replay lag %s; run by %s\n",
 		r.Name, r.Phase, r.Alias, r.Index, r.Rows, total, r.Rate, eta, r.Replayed, seconds(r.ReplayLag.Seconds()), by)
