@@ -23,8 +23,9 @@ import (
 //
 //  1. a worker process with a mapping file creates items-<time> behind the
 //     alias items; `redstream backfill` fills it (not measured);
-//  2. updates start, paced at the rate: each one an UPDATE of a random row
-//     and its message queued with Producer.Queue; the worker syncs them;
+//  2. updates start, paced at the rate by four writers: each one an UPDATE
+//     of a row and its message queued with Producer.Queue; the worker
+//     syncs them;
 //  3. `redstream reindex` rebuilds the index behind the alias with a new
 //     mapping: its wall time, its peak RSS, and the live consumer's lag
 //     (the age of the oldest message after its offset) sampled every
@@ -140,34 +141,43 @@ streams:
 	defer stopUpdates()
 	var updates atomic.Int64
 	var wg sync.WaitGroup
+	var errMu sync.Mutex
 	var updateErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(time.Second / time.Duration(cfg.reindexRate))
-		defer tick.Stop()
-		for i := int64(0); ; i++ {
-			select {
-			case <-uctx.Done():
-				return
-			case <-tick.C:
-			}
-			id := 1 + (i*7919)%int64(n)
-			if _, err := db.ExecContext(uctx, `UPDATE items SET price = price + 1, updated_at = clock_timestamp() WHERE id = $1`, id); err != nil {
-				if uctx.Err() == nil {
-					updateErr = err
-				}
-				return
-			}
-			if err := producer.Queue(uctx, redstream.Ref{Stream: "items", ID: id}); err != nil {
-				if uctx.Err() == nil {
-					updateErr = err
-				}
-				return
-			}
-			updates.Add(1)
+	fail := func(err error) {
+		errMu.Lock()
+		defer errMu.Unlock()
+		if updateErr == nil && uctx.Err() == nil {
+			updateErr = err
 		}
-	}()
+	}
+	// Four writers share the rate: one UPDATE commits (fsync) and queues
+	// at a time each.
+	const writers = 4
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(writers * time.Second / time.Duration(cfg.reindexRate))
+			defer tick.Stop()
+			for i := int64(w); ; i += writers {
+				select {
+				case <-uctx.Done():
+					return
+				case <-tick.C:
+				}
+				id := 1 + (i*7919)%int64(n)
+				if _, err := db.ExecContext(uctx, `UPDATE items SET price = price + 1, updated_at = clock_timestamp() WHERE id = $1`, id); err != nil {
+					fail(err)
+					return
+				}
+				if err := producer.Queue(uctx, redstream.Ref{Stream: "items", ID: id}); err != nil {
+					fail(err)
+					return
+				}
+				updates.Add(1)
+			}
+		}()
+	}
 	// Let the worker reach a steady state first.
 	time.Sleep(3 * time.Second)
 
