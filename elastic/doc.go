@@ -62,6 +62,16 @@
 // The redstream binary's backfill and verify commands are these functions
 // with flags.
 //
+// # Reindex
+//
+// A Reindexer rebuilds the index behind an alias with no downtime: a new
+// physical index, backfilled, the streams' changes since its start
+// replayed from a hold the trimmers respect (redstream.Keys.Hold),
+// verified, and the alias swapped in one POST /_aliases request. Its state
+// lives in Redis, so a run killed at any step resumes. CreateAliasedIndex
+// creates a physical index with its alias, as the redstream worker does.
+// The binary's reindex command is a Reindexer with flags.
+//
 // # Clients
 //
 // The Handler and Verify talk to Elasticsearch through an esapi.Transport:
@@ -77,6 +87,7 @@
 // (redstream.ConsumerOptions.MaxBackoff), which bounds how long the stream
 // stays idle once Elasticsearch answers normally again.
 //
-// The package does not create indices; create them with your mapping
-// first, or let Elasticsearch create them dynamically.
+// The Handler does not create indices; create them with your mapping
+// first (CreateAliasedIndex puts one behind an alias, which a Reindexer
+// can later rebuild), or let Elasticsearch create them dynamically.
 package elastic
