@@ -162,11 +162,7 @@ func TestReindexUnderLoad(t *testing.T) {
 			alias := s.index
 			old := alias + "-old"
 			t.Cleanup(func() {
-				for _, ix := range []string{old, alias + "-*"} {
-					if res, err := s.es.Indices.Delete([]string{ix}); err == nil {
-						res.Body.Close()
-					}
-				}
+				deleteIndexes(s.es, alias+"-*")
 			})
 			must(t, elastic.CreateAliasedIndex(ctx, s.es, old, nil, alias))
 			loader, err := elastic.NewTableLoader(ctx, sqlDB, elastic.TableOptions{
@@ -326,9 +322,7 @@ func newReindexFixture(t *testing.T, rows int) *reindexFixture {
 	ctx := context.Background()
 	f := &reindexFixture{setup: s, sqlDB: s.sqlDB(t), alias: s.index, old: s.index + "-old", tr: &hooked{next: s.es}}
 	t.Cleanup(func() {
-		if res, err := s.es.Indices.Delete([]string{f.old, f.alias + "-*"}); err == nil {
-			res.Body.Close()
-		}
+		deleteIndexes(s.es, f.alias+"-*")
 	})
 	must(t, elastic.CreateAliasedIndex(ctx, s.es, f.old, nil, f.alias))
 	var err error
@@ -651,9 +645,7 @@ func TestReindexMigrate(t *testing.T) {
 	ctx := context.Background()
 	sqlDB := s.sqlDB(t)
 	t.Cleanup(func() {
-		if res, err := s.es.Indices.Delete([]string{s.index + "-*"}); err == nil {
-			res.Body.Close()
-		}
+		deleteIndexes(s.es, s.index+"-*")
 	})
 	loader, err := elastic.NewTableLoader(ctx, sqlDB, elastic.TableOptions{Table: "products", SoftDeleteColumn: "deleted_at"})
 	must(t, err)
@@ -689,4 +681,26 @@ func TestReindexMigrate(t *testing.T) {
 	must(t, err)
 	r.Body.Close()
 	checkDocs(t, s, s.index)
+}
+
+// deleteIndexes deletes the indexes matching pattern by name: a real
+// cluster refuses wildcards in deletes (action.destructive_requires_name).
+func deleteIndexes(es *elasticsearch.Client, pattern string) {
+	res, err := es.Indices.Get([]string{pattern})
+	if err != nil {
+		return
+	}
+	var body map[string]json.RawMessage
+	err = json.NewDecoder(res.Body).Decode(&body)
+	res.Body.Close()
+	if err != nil || len(body) == 0 {
+		return
+	}
+	names := make([]string, 0, len(body))
+	for n := range body {
+		names = append(names, n)
+	}
+	if res, err := es.Indices.Delete(names); err == nil {
+		res.Body.Close()
+	}
 }
