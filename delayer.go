@@ -199,6 +199,17 @@ func (d *Delayer) run(s *session, offset ID) error {
 		if errors.Is(err, ErrLockLost) {
 			return ErrLockLost
 		}
+		if errors.Is(err, errOffsetMoved) {
+			stored, ok, err := s.readOffset()
+			if !ok {
+				return err
+			}
+			d.log.WarnContext(s.ctx, "redstream: Redis does not hold the delayer's offset (a failover, or an offset reset); going on from the stored offset",
+				"offset", offset.String(), "stored", stored.String())
+			offset = stored
+			d.update(func() { d.committed = stored })
+			continue
+		}
 		if err != nil {
 			if s.ctx.Err() == nil {
 				s.retry("redstream: delayer move failed", err)
@@ -257,6 +268,9 @@ func (d *Delayer) move(ctx context.Context, l *lease, offset ID) (moved int, las
 	}
 	res, ok := reply.([]any)
 	if !ok || len(res) != 3 {
+		if n, ok := reply.(int64); ok && n == -2 {
+			return 0, ID{}, ID{}, errOffsetMoved // see offset_move.lua
+		}
 		if n, ok := reply.(int64); ok && n < 0 {
 			return 0, ID{}, ID{}, ErrLockLost // the lock holds another value
 		}

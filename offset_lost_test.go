@@ -153,3 +153,61 @@ func TestConsumerFollowsLostCommits(t *testing.T) {
 		})
 	}
 }
+
+// TestDelayerFollowsLostMoves plays a Delayer after a Redis failover to a
+// replica that had not received its last moves: the new master stores an
+// older offset, still holds the delay messages after it, and lacks their
+// main-stream copies. Going on from its own offset, the Delayer would
+// skip them and, at its next move, trim them away: the changes would be
+// lost. It must go on from the stored offset and move them.
+func TestDelayerFollowsLostMoves(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb, ns := testenv.Redis(t)
+	keys := redstream.NewKeys(ns)
+	delay, main := keys.Delay("products"), keys.Stream("products")
+	add := func(p redis.Cmdable, key, id string) {
+		p.XAdd(ctx, &redis.XAddArgs{Stream: key, ID: id, Values: []any{"payload", `{"id":"` + id + `"}`}})
+	}
+	// Ids of 1970: every message is due at once.
+	for i := range 10 {
+		add(rdb, delay, itoa(100+i)+"-0")
+	}
+	logs := &logBuffer{}
+	opts := fastDelayerOptions(ns)
+	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	d := newDelayer(t, rdb, "products", time.Second, opts)
+	start(t, d.Run)
+	eventually(t, 5*time.Second, "the 10 messages moved", func() bool { return d.Stats().Committed.String() == "109-0" })
+	time.Sleep(50 * time.Millisecond) // the delayer waits for a new message
+
+	// The failover: the new master got the moves up to 104-0 only, and
+	// one delay message written after the switch.
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, delay, main)
+		for i := range 10 {
+			id := itoa(100+i) + "-0"
+			if i < 5 {
+				p.XAdd(ctx, &redis.XAddArgs{Stream: main, Values: []any{"payload", `{"id":"` + id + `"}`}})
+			} else {
+				add(p, delay, id)
+			}
+		}
+		add(p, delay, "110-0")
+		p.Set(ctx, keys.Offset(redstream.DelayStream("products"), redstream.DelayerName), "104-0", 0)
+		return nil
+	})
+	must(t, err)
+
+	eventually(t, 5*time.Second, "the delayer's offset at 110-0", func() bool { return d.Stats().Committed.String() == "110-0" })
+	got := streamPayloads(t, rdb, main)
+	for i := 5; i <= 10; i++ {
+		want := `{"id":"` + itoa(100+i) + `-0"}`
+		if !slices.Contains(got, want) {
+			t.Errorf("main stream %v lacks %s, a delay message the new master still held", got, want)
+		}
+	}
+	if !strings.Contains(logs.String(), "Redis does not hold the delayer's offset") || !strings.Contains(logs.String(), "stored=104-0") {
+		t.Errorf("no warning naming the stored offset; logs:\n%s", logs)
+	}
+}

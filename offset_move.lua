@@ -4,11 +4,22 @@
 -- ARGV[1] holder value, ARGV[2] offset (the last id moved so far),
 -- ARGV[3] the newest due id (messages up to and including it are due),
 -- ARGV[4] the most messages to move.
--- Returns -1 when the lock does not hold this holder's value (nothing is
--- written); otherwise {moved, last id moved or "", id of the next message
--- or ""}.
+-- Returns -1 when the lock does not hold this holder's value, -2 when the
+-- stored offset is not ARGV[2] (nothing is written in either case);
+-- otherwise {moved, last id moved or "", id of the next message or ""}.
 if redis.call("get", KEYS[1]) ~= ARGV[1] then
   return -1
+end
+-- Under the lease only its holder writes the offset. A stored offset other
+-- than the one it moved up to means its last moves are not on this node
+-- (Redis failed over to a replica that had not received them), or someone
+-- reset it: the delay messages after the stored offset are still here and
+-- unmoved, and moving on from ARGV[2] would skip them, and trim them away.
+local cur = redis.call("get", KEYS[2]) or "0-0"
+local cms, cseq = parse_id(cur)
+local ams, aseq = parse_id(ARGV[2])
+if not (cms and ams and cmp_num(cms, ams) == 0 and cmp_num(cseq, aseq) == 0) then
+  return -2
 end
 -- Redis < 7 replicates scripts verbatim unless told otherwise, and XADD *
 -- is not deterministic.
