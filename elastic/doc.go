@@ -78,6 +78,14 @@
 // an *elasticsearch.Client, or anything with its Perform method (a
 // wrapper that counts, delays or fails requests in a test).
 //
+// OpenSearch 2 is the other engine they write to: hand them the
+// *opensearch.Client of NewOpenSearchClient (opensearch-go v4) instead,
+// and nothing else changes. The bulk bodies and the reading of their
+// answers are the same code for both engines; Engine names where the
+// engines differ (the error type of a document its mapping refuses, the
+// product header, sorting on _id, the point-in-time path), and
+// DetectEngine tells which one a cluster runs.
+//
 // Retries of a whole request inside the request are the client's: the
 // official client resends on connection errors and on the statuses of
 // elasticsearch.Config.RetryOnStatus (502, 503 and 504 by default), up to

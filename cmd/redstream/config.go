@@ -22,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/redstream-go/redstream"
+	"github.com/redstream-go/redstream/elastic"
 	"github.com/redstream-go/redstream/internal/dburl"
 )
 
@@ -106,6 +107,9 @@ type DatabaseConfig struct {
 
 // ESConfig locates Elasticsearch.
 type ESConfig struct {
+	// Engine is the search engine the urls run: elasticsearch (the
+	// default) or opensearch. Every other setting means the same for both.
+	Engine             string   `yaml:"engine"`
 	URLs               []string `yaml:"urls"`
 	Username           string   `yaml:"username"`
 	Password           string   `yaml:"password"`
@@ -569,6 +573,12 @@ func (c *Config) validate() []string {
 	}
 
 	es := &c.Elasticsearch
+	es.Engine = cmp.Or(es.Engine, string(elastic.Elasticsearch))
+	if _, err := elastic.ParseEngine(es.Engine); err != nil {
+		p.add("elasticsearch.engine", "must be elasticsearch or opensearch, not %q", es.Engine)
+	} else if es.Engine == string(elastic.OpenSearch) && es.APIKey != "" {
+		p.add("elasticsearch.api_key", "OpenSearch has no API keys; use username/password")
+	}
 	if len(es.URLs) == 0 {
 		p.add("elasticsearch.urls", "required (or set ELASTICSEARCH_URL)")
 	}

@@ -10,16 +10,20 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"github.com/go-sql-driver/mysql"   // also the "mysql" database/sql driver
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+	"github.com/opensearch-project/opensearch-go/v4"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/redstream-go/redstream/elastic"
 	"github.com/redstream-go/redstream/internal/backoff"
 	"github.com/redstream-go/redstream/internal/dburl"
 )
@@ -161,11 +165,13 @@ func newDB(ctx context.Context, cfg DatabaseConfig) (*sql.DB, error) {
 	return db, nil
 }
 
-// newES returns an Elasticsearch client that retries 429 and 502-504 with
+// newES returns a client of the cluster at elasticsearch.urls, of the
+// engine elasticsearch.engine names, that retries 429 and 502-504 with
 // exponential backoff and jitter, bounds each attempt by
-// elasticsearch.timeout, and checks that the cluster answers; and its
-// transport, whose idle connections the caller closes when done.
-func newES(ctx context.Context, cfg ESConfig) (*elasticsearch.Client, *http.Transport, error) {
+// elasticsearch.timeout, and checks that the cluster answers and runs that
+// engine; and its transport, whose idle connections the caller closes when
+// done.
+func newES(ctx context.Context, cfg ESConfig) (esapi.Transport, *http.Transport, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if cfg.CAFile != "" || cfg.InsecureSkipVerify {
 		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // asked for in the config
@@ -181,33 +187,85 @@ func newES(ctx context.Context, cfg ESConfig) (*elasticsearch.Client, *http.Tran
 	if cfg.Timeout.Duration > 0 {
 		rt = &timeoutTransport{rt: tr, timeout: cfg.Timeout.Duration}
 	}
-	c := elasticsearch.Config{
-		Addresses:     cfg.URLs,
-		Username:      cfg.Username,
-		Password:      cfg.Password,
-		APIKey:        cfg.APIKey,
-		RetryOnStatus: cfg.RetryOnStatus,
-		MaxRetries:    cfg.MaxRetries,
-		RetryBackoff:  cfg.retryBackoff,
-		Transport:     rt,
-	}
-	es, err := elasticsearch.NewClient(c)
-	if err != nil {
-		return nil, nil, fmt.Errorf("elasticsearch: %w", err)
+	engine := elastic.Engine(cfg.Engine)
+	var es esapi.Transport
+	if engine == elastic.OpenSearch {
+		c, err := elastic.NewOpenSearchClient(opensearch.Config{
+			Addresses:     cfg.URLs,
+			Username:      cfg.Username,
+			Password:      cfg.Password,
+			RetryOnStatus: cfg.RetryOnStatus,
+			MaxRetries:    cfg.MaxRetries,
+			RetryBackoff:  cfg.retryBackoff,
+			Transport:     rt,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("elasticsearch (engine opensearch): %w", err)
+		}
+		es = c
+	} else {
+		c, err := elasticsearch.NewClient(elasticsearch.Config{
+			Addresses:     cfg.URLs,
+			Username:      cfg.Username,
+			Password:      cfg.Password,
+			APIKey:        cfg.APIKey,
+			RetryOnStatus: cfg.RetryOnStatus,
+			MaxRetries:    cfg.MaxRetries,
+			RetryBackoff:  cfg.retryBackoff,
+			Transport:     rt,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("elasticsearch: %w", err)
+		}
+		es = c
 	}
 	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	res, err := es.Info(es.Info.WithContext(pctx))
+	// Asked through the bare transport: the Elasticsearch client refuses a
+	// cluster that is not Elasticsearch with a message that names no fix.
+	got, version, err := elastic.DetectEngine(pctx, &authTransport{rt: rt, cfg: &cfg})
 	if err != nil {
 		tr.CloseIdleConnections()
-		return nil, nil, fmt.Errorf("connect to Elasticsearch: %w", err)
+		return nil, nil, fmt.Errorf("connect to %s: %w", engineName(engine), err)
 	}
-	defer res.Body.Close()
-	if res.IsError() {
+	if got != engine {
 		tr.CloseIdleConnections()
-		return nil, nil, fmt.Errorf("connect to Elasticsearch: %s", res.Status())
+		return nil, nil, fmt.Errorf("connect to %s: the cluster at %s runs %s %s; set elasticsearch.engine: %s",
+			engineName(engine), cfg.URLs[0], engineName(got), version, got)
 	}
 	return es, tr, nil
+}
+
+// engineName is the engine's name as the docs write it.
+func engineName(e elastic.Engine) string {
+	if e == elastic.OpenSearch {
+		return "OpenSearch"
+	}
+	return "Elasticsearch"
+}
+
+// authTransport sends a request to the first of elasticsearch.urls with
+// its credentials, for the engine check before a client is trusted.
+type authTransport struct {
+	rt  http.RoundTripper
+	cfg *ESConfig
+}
+
+// Perform implements esapi.Transport.
+func (a *authTransport) Perform(req *http.Request) (*http.Response, error) {
+	u, err := url.Parse(a.cfg.URLs[0])
+	if err != nil {
+		return nil, err
+	}
+	req.URL.Scheme, req.URL.Host = u.Scheme, u.Host
+	req.URL.Path = strings.TrimSuffix(u.Path, "/") + req.URL.Path
+	switch {
+	case a.cfg.APIKey != "":
+		req.Header.Set("Authorization", "ApiKey "+a.cfg.APIKey)
+	case a.cfg.Username != "":
+		req.SetBasicAuth(a.cfg.Username, a.cfg.Password)
+	}
+	return a.rt.RoundTrip(req)
 }
 
 // timeoutTransport bounds each request attempt to Elasticsearch, reading
@@ -259,7 +317,7 @@ func (cfg *ESConfig) retryBackoff(attempt int) time.Duration {
 type services struct {
 	rdb  redis.UniversalClient
 	db   *sql.DB
-	es   *elasticsearch.Client
+	es   esapi.Transport // an *elasticsearch.Client or an *opensearch.Client
 	esTr *http.Transport // es's
 
 	closeOnce sync.Once

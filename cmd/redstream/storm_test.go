@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"github.com/redstream-go/redstream"
 	"github.com/redstream-go/redstream/elastic/estest"
 )
@@ -234,7 +235,7 @@ func TestESClientRetries(t *testing.T) {
 				srv.FailNext(tc.fail, tc.status)
 			}
 			before := srv.Requests()
-			res, err := es.Info()
+			res, err := esapi.InfoRequest{}.Do(context.Background(), es)
 			if err != nil {
 				t.Fatal(err)
 			}

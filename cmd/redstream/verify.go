@@ -10,7 +10,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/go-elasticsearch/v8/esapi"
 
 	"github.com/redstream-go/redstream"
 	"github.com/redstream-go/redstream/elastic"
@@ -215,8 +215,8 @@ func (r *verifyReport) print(w io.Writer) {
 
 // countDocuments returns the number of documents in index (_count); 0
 // when there is no such index.
-func countDocuments(ctx context.Context, es *elasticsearch.Client, index string) (int64, error) {
-	res, err := es.Count(es.Count.WithContext(ctx), es.Count.WithIndex(index))
+func countDocuments(ctx context.Context, es esapi.Transport, index string) (int64, error) {
+	res, err := esapi.CountRequest{Index: []string{index}}.Do(ctx, es)
 	if err != nil {
 		return 0, err
 	}

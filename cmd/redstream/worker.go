@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/bsm/redislock"
-	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/redstream-go/redstream"
@@ -304,8 +304,8 @@ func ensureIndex(ctx context.Context, svc *services, keys redstream.Keys, s *Str
 }
 
 // indexOrAliasExists reports whether an index or an alias is named name.
-func indexOrAliasExists(ctx context.Context, es *elasticsearch.Client, name string) (bool, error) {
-	res, err := es.Indices.Exists([]string{name}, es.Indices.Exists.WithContext(ctx))
+func indexOrAliasExists(ctx context.Context, es esapi.Transport, name string) (bool, error) {
+	res, err := esapi.IndicesExistsRequest{Index: []string{name}}.Do(ctx, es)
 	if err != nil {
 		return false, err
 	}

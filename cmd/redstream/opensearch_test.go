@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	"gorm.io/gorm"
+
+	"github.com/redstream-go/redstream/internal/testenv"
+)
+
+// openSearchURL returns the URL of the OpenSearch node make test starts.
+func openSearchURL(t *testing.T) string {
+	t.Helper()
+	url := os.Getenv("OPENSEARCH_URL")
+	if url == "" {
+		t.Skip("OPENSEARCH_URL is not set: make test starts an OpenSearch node, or run make opensearch and set it")
+	}
+	return url
+}
+
+// osNode is an index of the test's own on the OpenSearch node.
+type osNode struct {
+	url, index string
+	client     *http.Client
+}
+
+// newOSNode returns a node client for an index of the test's own, whose
+// connections close, and index goes, when the test ends.
+func newOSNode(t *testing.T, url, ns string) *osNode {
+	t.Helper()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	n := &osNode{url: url, index: "os-" + strings.ToLower(ns), client: &http.Client{Transport: tr}}
+	t.Cleanup(tr.CloseIdleConnections)
+	t.Cleanup(func() { n.do(t, "DELETE", "/"+n.index, "") })
+	return n
+}
+
+// do sends a request to the node and returns its status and body.
+func (n *osNode) do(t *testing.T, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, n.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := n.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode, string(b)
+}
+
+// title returns the title of document id, and whether it exists.
+func (n *osNode) title(t *testing.T, id uint64) (string, bool) {
+	t.Helper()
+	code, body := n.do(t, "GET", fmt.Sprintf("/%s/_doc/%d", n.index, id), "")
+	if code == http.StatusNotFound {
+		return "", false
+	}
+	var d struct {
+		Source struct{ Title string } `json:"_source"`
+	}
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &d) != nil {
+		t.Fatalf("GET document %d: %d %s", id, code, body)
+	}
+	return d.Source.Title, true
+}
+
+// TestOpenSearchWorker runs the binary against the real OpenSearch node,
+// chosen with elasticsearch.engine: opensearch: the worker creates the
+// index with its mapping and syncs creates, updates, soft and hard
+// deletes; a document the mapping refuses is dead-lettered with
+// OpenSearch's mapper_parsing_exception, shown by status and dlq list;
+// verify finds the differences, --repair queues them (dropping the dead
+// letter of the record it queues) and verify then finds the two in sync.
+func TestOpenSearchWorker(t *testing.T) {
+	t.Parallel()
+	url := openSearchURL(t)
+	f := &fixture{dsn: testenv.Schema(t)}
+	f.rdb, f.ns = testenv.Redis(t)
+	f.db = pluginDB(t, f.dsn, f.rdb, f.ns, &product{})
+	node := newOSNode(t, url, f.ns)
+	f.listen = freeAddr(t)
+	dir := t.TempDir()
+	// price is a byte: a price above 127 does not fit, and OpenSearch
+	// refuses that one document.
+	writeFile(t, dir, "products.json", `{"mappings":{"properties":{"id":{"type":"long"},"title":{"type":"text"},"price":{"type":"byte"}}}}`)
+	f.config = writeFile(t, dir, "redstream.yaml", fmt.Sprintf(`
+redis:
+  namespace: %s
+elasticsearch:
+  engine: opensearch
+worker:
+  listen: %s
+  lock_ttl: 2s
+streams:
+  - name: products
+    table: products
+    index: %s
+    mapping: products.json
+    soft_delete_column: deleted_at
+    version_column: updated_at
+    delay: 1h
+`, f.ns, f.listen, node.index))
+	f.vars = map[string]string{"DATABASE_URL": f.dsn, "REDIS_URL": testenv.RedisURL(), "ELASTICSEARCH_URL": url}
+
+	ctx := context.Background()
+	w := startBin(t, f.vars, "worker", "--config", f.config)
+	eventually(t, "/readyz", func() bool { code, _ := httpGet("http://" + f.listen + "/readyz"); return code == 200 })
+	if code, body := node.do(t, "GET", "/"+node.index+"/_mapping", ""); code != 200 || !strings.Contains(body, `"price":{"type":"byte"}`) {
+		t.Fatalf("the worker did not create the index with its mapping: %d %s", code, body)
+	}
+
+	tea, cake, gone := product{Title: "tea", Price: 3}, product{Title: "cake", Price: 5}, product{Title: "gone", Price: 1}
+	for _, p := range []*product{&tea, &cake, &gone} {
+		if err := f.db.WithContext(ctx).Create(p).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.db.WithContext(ctx).Model(&tea).Update("title", "green tea").Error; err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the created and updated documents", func() bool {
+		a, _ := node.title(t, tea.ID)
+		b, _ := node.title(t, cake.ID)
+		c, _ := node.title(t, gone.ID)
+		return a == "green tea" && b == "cake" && c == "gone"
+	})
+	if err := f.db.WithContext(ctx).Delete(&gone).Error; err != nil { // soft
+		t.Fatal(err)
+	}
+	if err := f.db.WithContext(ctx).Unscoped().Delete(&cake).Error; err != nil { // hard
+		t.Fatal(err)
+	}
+	eventually(t, "the soft- and hard-deleted documents to go", func() bool {
+		_, soft := node.title(t, gone.ID)
+		_, hard := node.title(t, cake.ID)
+		return !soft && !hard
+	})
+
+	// A document the mapping refuses is dead-lettered; the stream goes on.
+	worse, after := product{Title: "worse", Price: 1000}, product{Title: "after", Price: 7}
+	for _, p := range []*product{&worse, &after} {
+		if err := f.db.WithContext(ctx).Create(p).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "a dead letter in status", func() bool {
+		st := f.status(t)
+		return len(st) == 1 && len(st[0].Consumers) == 1 && st[0].Consumers[0].DeadLetters == 1
+	})
+	eventually(t, "the document after the poison one", func() bool { title, _ := node.title(t, after.ID); return title == "after" })
+	if _, ok := node.title(t, worse.ID); ok {
+		t.Fatalf("the refused document %d is indexed", worse.ID)
+	}
+	r := runBin(t, f.vars, "dlq", "list", "--config", f.config, "--stream", "products")
+	if r.code != 0 || !strings.Contains(r.stdout, "mapper_parsing_exception") || !strings.Contains(r.stdout, fmt.Sprintf(`{"id":%d}`, worse.ID)) {
+		t.Fatalf("dlq list: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// Behind the worker's back: the poison row is fixed, a row is written
+	// without the plugin, and a document without a row appears.
+	plain := f.db.Session(&gorm.Session{NewDB: true})
+	for _, q := range []string{
+		fmt.Sprintf("UPDATE products SET price = 9, updated_at = now() WHERE id = %d", worse.ID),
+		"INSERT INTO products (id, title, price, updated_at) VALUES (100, 'plain', 4, now())",
+	} {
+		if err := plain.Exec(q).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, body := node.do(t, "PUT", "/"+node.index+"/_doc/999?refresh=true", `{"id":999,"title":"orphan","price":1}`); code >= 300 {
+		t.Fatalf("PUT the orphan: %d %s", code, body)
+	}
+	node.do(t, "POST", "/"+node.index+"/_refresh", "")
+	rep, r := f.verify(t)
+	if r.code != exitFailure || rep.InSync || rep.Missing.Count != 2 || rep.Extra.Count != 1 || rep.Stale.Count != 0 ||
+		sample(rep.Missing.First...) != sample(fmt.Sprint(worse.ID), "100") || sample(rep.Extra.First...) != "999" {
+		t.Fatalf("verify: exit %d, report %+v\n%s", r.code, rep, r.stderr)
+	}
+	rep, r = f.verify(t, "--repair")
+	if r.code != exitFailure || rep.Queued != 3 || rep.DeadLettersResolved != 1 {
+		t.Fatalf("verify --repair: exit %d, report %+v\n%s", r.code, rep, r.stderr)
+	}
+	eventually(t, "verify to find the two in sync", func() bool {
+		node.do(t, "POST", "/"+node.index+"/_refresh", "")
+		rep, r := f.verify(t)
+		return r.code == exitOK && rep.InSync && rep.Missing.Count == 0 && rep.Extra.Count == 0 && rep.Stale.Count == 0
+	})
+	if title, _ := node.title(t, worse.ID); title != "worse" {
+		t.Errorf("the repaired document's title is %q", title)
+	}
+	if st := f.status(t); st[0].Consumers[0].DeadLetters != 0 {
+		t.Errorf("dead letters after the repair: %d", st[0].Consumers[0].DeadLetters)
+	}
+	if code := w.stop(t); code != 0 {
+		t.Fatalf("exit code after SIGTERM: %d\n%s", code, w.stderr.String())
+	}
+}
+
+// TestOpenSearchEngineMismatch: a worker pointed at a cluster of the other
+// engine stops at start with a message that names the line to change.
+func TestOpenSearchEngineMismatch(t *testing.T) {
+	t.Parallel()
+	url := openSearchURL(t)
+	f := newFixture(t, "")
+	vars := map[string]string{"DATABASE_URL": f.dsn, "REDIS_URL": testenv.RedisURL(), "ELASTICSEARCH_URL": url}
+	r := runBin(t, vars, "verify", "--config", f.config, "--stream", "products")
+	if r.code == exitOK || !strings.Contains(r.stderr, "runs OpenSearch 2.") || !strings.Contains(r.stderr, "set elasticsearch.engine: opensearch") {
+		t.Errorf("Elasticsearch configured, OpenSearch found: exit %d\n%s", r.code, r.stderr)
+	}
+	f.editConfig(t, "elasticsearch:\n", "elasticsearch:\n  engine: opensearch\n")
+	r = runBin(t, f.vars, "verify", "--config", f.config, "--stream", "products")
+	if r.code == exitOK || !strings.Contains(r.stderr, "runs Elasticsearch 8.") || !strings.Contains(r.stderr, "set elasticsearch.engine: elasticsearch") {
+		t.Errorf("OpenSearch configured, Elasticsearch found: exit %d\n%s", r.code, r.stderr)
+	}
+}
