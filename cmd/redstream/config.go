@@ -125,6 +125,16 @@ type ESConfig struct {
 	MaxRetryBackoff duration `yaml:"max_retry_backoff"`
 	Timeout         duration `yaml:"timeout"`
 	Refresh         string   `yaml:"refresh"`
+	// AWS signs requests with AWS SigV4 (Amazon OpenSearch Service).
+	AWS AWSConfig `yaml:"aws"`
+}
+
+// AWSConfig configures AWS SigV4 signing of the requests to Amazon
+// OpenSearch Service (engine opensearch only); the credentials come from
+// the AWS SDK's default chain.
+type AWSConfig struct {
+	Region  string `yaml:"region"`
+	Service string `yaml:"service"` // es (managed domains, the default) or aoss (Serverless)
 }
 
 // defaultRetryOnStatus are the whole-request statuses the client retries
@@ -304,7 +314,7 @@ var (
 var sections = map[string]string{
 	"Config": "the top level", "RedisConfig": "redis", "ClusterConfig": "redis.cluster",
 	"SentinelConfig": "redis.sentinel", "TLSConfig": "redis.tls", "DatabaseConfig": "database",
-	"ESConfig": "elasticsearch", "WorkerConfig": "worker", "LogConfig": "log",
+	"ESConfig": "elasticsearch", "AWSConfig": "elasticsearch.aws", "WorkerConfig": "worker", "LogConfig": "log",
 	"StreamConfig": "a stream", "DocumentConfig": "a stream's document",
 }
 
@@ -578,6 +588,19 @@ func (c *Config) validate() []string {
 		p.add("elasticsearch.engine", "must be elasticsearch or opensearch, not %q", es.Engine)
 	} else if es.Engine == string(elastic.OpenSearch) && es.APIKey != "" {
 		p.add("elasticsearch.api_key", "OpenSearch has no API keys; use username/password")
+	}
+	if aws := &es.AWS; aws.Region != "" || aws.Service != "" {
+		aws.Service = cmp.Or(aws.Service, elastic.AWSServiceManaged)
+		switch {
+		case es.Engine != string(elastic.OpenSearch):
+			p.add("elasticsearch.aws", "needs engine: opensearch (AWS signing is for Amazon OpenSearch Service)")
+		case aws.Region == "":
+			p.add("elasticsearch.aws.region", "required with elasticsearch.aws")
+		case aws.Service != elastic.AWSServiceManaged && aws.Service != elastic.AWSServiceServerless:
+			p.add("elasticsearch.aws.service", "must be es (managed domains) or aoss (Serverless), not %q", aws.Service)
+		case es.Username != "" || es.APIKey != "":
+			p.add("elasticsearch.aws", "excludes username/password and api_key: requests are signed with AWS credentials")
+		}
 	}
 	if len(es.URLs) == 0 {
 		p.add("elasticsearch.urls", "required (or set ELASTICSEARCH_URL)")

@@ -190,7 +190,7 @@ func newES(ctx context.Context, cfg ESConfig) (esapi.Transport, *http.Transport,
 	engine := elastic.Engine(cfg.Engine)
 	var es esapi.Transport
 	if engine == elastic.OpenSearch {
-		c, err := elastic.NewOpenSearchClient(opensearch.Config{
+		oc := opensearch.Config{
 			Addresses:     cfg.URLs,
 			Username:      cfg.Username,
 			Password:      cfg.Password,
@@ -198,7 +198,15 @@ func newES(ctx context.Context, cfg ESConfig) (esapi.Transport, *http.Transport,
 			MaxRetries:    cfg.MaxRetries,
 			RetryBackoff:  cfg.retryBackoff,
 			Transport:     rt,
-		})
+		}
+		if cfg.AWS.Region != "" {
+			sg, err := elastic.AWSSigner(ctx, cfg.AWS.Region, cfg.AWS.Service)
+			if err != nil {
+				return nil, nil, fmt.Errorf("elasticsearch.aws: %w", err)
+			}
+			oc.Signer = sg
+		}
+		c, err := elastic.NewOpenSearchClient(oc)
 		if err != nil {
 			return nil, nil, fmt.Errorf("elasticsearch (engine opensearch): %w", err)
 		}
@@ -221,19 +229,45 @@ func newES(ctx context.Context, cfg ESConfig) (esapi.Transport, *http.Transport,
 	}
 	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	// Asked through the bare transport: the Elasticsearch client refuses a
-	// cluster that is not Elasticsearch with a message that names no fix.
-	got, version, err := elastic.DetectEngine(pctx, &authTransport{rt: rt, cfg: &cfg})
-	if err != nil {
+	if err := checkEngine(pctx, es, engine, &cfg, rt); err != nil {
 		tr.CloseIdleConnections()
-		return nil, nil, fmt.Errorf("connect to %s: %w", engineName(engine), err)
-	}
-	if got != engine {
-		tr.CloseIdleConnections()
-		return nil, nil, fmt.Errorf("connect to %s: the cluster at %s runs %s %s; set elasticsearch.engine: %s",
-			engineName(engine), cfg.URLs[0], engineName(got), version, got)
+		return nil, nil, err
 	}
 	return es, tr, nil
+}
+
+// checkEngine asks the cluster, through the client and so with its
+// retries, whether it answers and runs the configured engine. The
+// Elasticsearch client refuses a cluster that is not Elasticsearch with a
+// message that names no fix: the cluster is then asked again through the
+// bare transport, to name the engine it runs and the line to change.
+func checkEngine(ctx context.Context, es esapi.Transport, engine elastic.Engine, cfg *ESConfig, rt http.RoundTripper) error {
+	mismatch := func(got elastic.Engine, version string) error {
+		return fmt.Errorf("connect to %s: the cluster at %s runs %s %s; set elasticsearch.engine: %s",
+			engineName(engine), cfg.URLs[0], engineName(got), version, got)
+	}
+	if engine == elastic.OpenSearch {
+		got, version, err := elastic.DetectEngine(ctx, es)
+		if err != nil {
+			return fmt.Errorf("connect to OpenSearch: %w", err)
+		}
+		if got != engine {
+			return mismatch(got, version)
+		}
+		return nil
+	}
+	res, err := esapi.InfoRequest{}.Do(ctx, es)
+	if err != nil {
+		if got, version, derr := elastic.DetectEngine(ctx, &authTransport{rt: rt, cfg: cfg}); derr == nil && got != engine {
+			return mismatch(got, version)
+		}
+		return fmt.Errorf("connect to Elasticsearch: %w", err)
+	}
+	defer res.Body.Close()
+	if res.IsError() {
+		return fmt.Errorf("connect to Elasticsearch: %s", res.Status())
+	}
+	return nil
 }
 
 // engineName is the engine's name as the docs write it.
@@ -359,6 +393,9 @@ func (s *services) close() {
 		}
 		if s.db != nil {
 			_ = s.db.Close()
+		}
+		if c, ok := s.es.(io.Closer); ok { // the OpenSearch client's background work
+			_ = c.Close()
 		}
 		if s.esTr != nil {
 			s.esTr.CloseIdleConnections()
