@@ -108,7 +108,14 @@ func worker(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		// The endpoints are not the sync: a scrape or probe still in
+		// flight after 5 s (or a connection whose request never came) is
+		// cut, and does not turn a clean stop into a failure.
+		if err := srv.Shutdown(sctx); err != nil {
+			logger.WarnContext(ctx, "redstream: closing the HTTP connections still open", "error", err)
+			_ = srv.Close()
+		}
+		return nil
 	})
 	g.Go(func() error { health.run(gctx); return nil })
 	n := 0

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -316,4 +317,26 @@ func mustProducer(rdb redis.UniversalClient, opts *redstream.ProducerOptions) *r
 		panic(err)
 	}
 	return p
+}
+
+// TestWorkerStopsWithSilentHTTPClient: a connection to the metrics port
+// that never sends a request (a stuck probe, a port scanner) holds up
+// the HTTP server's graceful shutdown, which gives up after 5 s. The
+// worker closes it and still exits 0: the endpoints are not the sync.
+func TestWorkerStopsWithSilentHTTPClient(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	w := startBin(t, f.vars, "worker", "--config", f.config)
+	eventually(t, "/readyz", func() bool { code, _ := httpGet("http://" + f.listen + "/readyz"); return code == 200 })
+	conn, err := net.Dial("tcp", f.listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if code := w.stop(t); code != 0 {
+		t.Errorf("exit code after SIGTERM with a silent HTTP client: %d\n%s", code, w.stderr.String())
+	}
+	if !strings.Contains(w.stderr.String(), "closing the HTTP connections still open") {
+		t.Errorf("no line about the connection closed; stderr:\n%s", w.stderr.String())
+	}
 }
