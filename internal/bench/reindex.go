@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -31,22 +30,11 @@ import (
 //     (the age of the oldest message after its offset) sampled every
 //     100 ms from the reindex's start to its end.
 func runReindex(ctx context.Context, cfg *config, rep *report) error {
-	root, err := moduleRoot()
-	if err != nil {
-		return err
-	}
-	bin, err := os.MkdirTemp("", "redstream-bench-")
+	bin, err := buildBinaries(ctx)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(bin)
-	for _, c := range []string{"redstream", "estest-server"} {
-		build := exec.CommandContext(ctx, goTool(), "build", "-o", filepath.Join(bin, c), "./cmd/"+c)
-		build.Dir = root
-		if out, err := build.CombinedOutput(); err != nil {
-			return fmt.Errorf("build cmd/%s: %v\n%s", c, err, out)
-		}
-	}
 	for _, m := range []struct{ name, body string }{
 		{"v1.json", `{"settings":{"number_of_shards":1},"mappings":{"properties":{"id":{"type":"long"},"title":{"type":"text"},"price":{"type":"long"}}}}`},
 		{"v2.json", `{"settings":{"number_of_shards":1},"mappings":{"properties":{"id":{"type":"long"},"title":{"type":"text","fields":{"raw":{"type":"keyword"}}},"price":{"type":"long"}}}}`},

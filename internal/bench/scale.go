@@ -50,22 +50,11 @@ const scaleBase = 1_700_000_000_000
 // Redis is a redis-server of the scenario's own, on a free port, so that
 // its CPU time is the scenario's alone.
 func runScale(ctx context.Context, cfg *config, rep *report) error {
-	root, err := moduleRoot()
-	if err != nil {
-		return err
-	}
-	bin, err := os.MkdirTemp("", "redstream-bench-")
+	bin, err := buildBinaries(ctx)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(bin)
-	for _, c := range []string{"redstream", "estest-server"} {
-		build := exec.CommandContext(ctx, goTool(), "build", "-o", filepath.Join(bin, c), "./cmd/"+c)
-		build.Dir = root
-		if out, err := build.CombinedOutput(); err != nil {
-			return fmt.Errorf("build cmd/%s: %v\n%s", c, err, out)
-		}
-	}
 	rs, err := startRedis(ctx, bin)
 	if err != nil {
 		return err

@@ -42,22 +42,11 @@ import (
 // The test server (cmd/estest-server) always runs as its own process, so
 // its memory is not the worker's.
 func runWorker(ctx context.Context, cfg *config, rep *report) error {
-	root, err := moduleRoot()
-	if err != nil {
-		return err
-	}
-	bin, err := os.MkdirTemp("", "redstream-bench-")
+	bin, err := buildBinaries(ctx)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(bin)
-	for _, c := range []string{"redstream", "estest-server"} {
-		build := exec.CommandContext(ctx, goTool(), "build", "-o", filepath.Join(bin, c), "./cmd/"+c)
-		build.Dir = root
-		if out, err := build.CombinedOutput(); err != nil {
-			return fmt.Errorf("build cmd/%s: %v\n%s", c, err, out)
-		}
-	}
 	s, err := newSpace(ctx)
 	if err != nil {
 		return err
@@ -576,6 +565,28 @@ func (b *lockedBuffer) String() string {
 
 // moduleRoot finds the directory of this module's go.mod, from the working
 // directory up.
+// buildBinaries builds the redstream binary and the test server into a
+// new temporary directory, which the caller removes.
+func buildBinaries(ctx context.Context) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	bin, err := os.MkdirTemp("", "redstream-bench-")
+	if err != nil {
+		return "", err
+	}
+	for _, c := range []string{"redstream", "estest-server"} {
+		build := exec.CommandContext(ctx, goTool(), "build", "-o", filepath.Join(bin, c), "./cmd/"+c)
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			os.RemoveAll(bin)
+			return "", fmt.Errorf("build cmd/%s: %v\n%s", c, err, out)
+		}
+	}
+	return bin, nil
+}
+
 func moduleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
