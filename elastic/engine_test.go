@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -40,10 +39,7 @@ func engineTargets(t *testing.T) []engineTarget {
 	t.Helper()
 	es, _ := target(t)
 	targets := []engineTarget{{elastic.Elasticsearch, es}}
-	url := os.Getenv("OPENSEARCH_URL")
-	if url == "" {
-		t.Skip("OPENSEARCH_URL is not set: make test starts an OpenSearch node, or run make opensearch and set it")
-	}
+	url := testenv.OpenSearchURL(t)
 	oc, err := elastic.NewOpenSearchClient(opensearch.Config{Addresses: []string{url}})
 	must(t, err)
 	t.Cleanup(func() { _ = oc.Close() })

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -22,11 +21,7 @@ import (
 // openSearchURL returns the URL of the OpenSearch node make test starts.
 func openSearchURL(t *testing.T) string {
 	t.Helper()
-	url := os.Getenv("OPENSEARCH_URL")
-	if url == "" {
-		t.Skip("OPENSEARCH_URL is not set: make test starts an OpenSearch node, or run make opensearch and set it")
-	}
-	return url
+	return testenv.OpenSearchURL(t)
 }
 
 // osNode is an index of the test's own on the OpenSearch node.

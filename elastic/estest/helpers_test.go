@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"github.com/elastic/go-elasticsearch/v8"
+
+	"github.com/redstream-go/redstream/internal/testenv"
 )
 
 // engine is what a test talks to.
@@ -74,10 +76,7 @@ func (c *client) docParseReason(at, reason string) string {
 func target(t *testing.T) (*client, *Server) {
 	t.Helper()
 	if strings.HasPrefix(t.Name(), openSearchTest+"/") {
-		u := os.Getenv("OPENSEARCH_URL")
-		if u == "" {
-			t.Fatal("OPENSEARCH_URL is not set")
-		}
+		u := testenv.OpenSearchURL(t)
 		c, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{u}})
 		if err != nil {
 			t.Fatal(err)

@@ -1,8 +1,9 @@
 package estest
 
 import (
-	"os"
 	"testing"
+
+	"github.com/redstream-go/redstream/internal/testenv"
 )
 
 // openSearchTest is the name of the test whose subtests talk to OpenSearch.
@@ -58,9 +59,7 @@ var sharedTests = []struct {
 // by hand), so that a real engine checks the test server's answers.
 func TestOpenSearch(t *testing.T) {
 	t.Parallel()
-	if os.Getenv("OPENSEARCH_URL") == "" {
-		t.Skip("OPENSEARCH_URL is not set: make test starts an OpenSearch node, or run make opensearch and set it")
-	}
+	testenv.OpenSearchURL(t)
 	t.Run("engine", func(t *testing.T) {
 		// The subtests talk to the node, not to a test server.
 		c, s := target(t)
