@@ -4,14 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"maps"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 
 	gormmysql "gorm.io/driver/mysql"
 
@@ -110,29 +108,7 @@ func mysqlConfig() (*mysql.Config, error) {
 // returns the *gorm.DB, as [GORM] does for PostgreSQL.
 func MySQLGORM(t testing.TB, cfg *gorm.Config) *gorm.DB {
 	t.Helper()
-	dsn := MySQLDatabase(t)
-	var c gorm.Config
-	if cfg == nil {
-		c.Logger = logger.Discard
-	} else {
-		c = *cfg
-		c.Plugins = maps.Clone(cfg.Plugins)
-		c.ClauseBuilders = maps.Clone(cfg.ClauseBuilders)
-	}
-	db, err := gorm.Open(gormmysql.Open(dsn), &c)
-	if err != nil {
-		t.Fatalf("testenv: open GORM on MySQL: %v\n%s", err, mysqlHint)
-	}
-	sqlDB, err := db.DB()
-	if err != nil {
-		t.Fatalf("testenv: GORM connection pool: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := sqlDB.Close(); err != nil {
-			t.Errorf("testenv: close GORM database: %v", err)
-		}
-	})
-	return db
+	return openGORM(t, gormmysql.Open(MySQLDatabase(t)), cfg, "MySQL", mysqlHint)
 }
 
 // MySQLSQL opens a *sql.DB on a go-sql-driver/mysql dsn and checks that

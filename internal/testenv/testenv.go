@@ -280,6 +280,14 @@ func redactDSN(dsn string) string {
 func GORM(t testing.TB, cfg *gorm.Config) *gorm.DB {
 	t.Helper()
 	dsn := Schema(t)
+	return openGORM(t, postgres.Open(dsn), cfg, redactDSN(dsn), servicesHint)
+}
+
+// openGORM opens GORM on dialector with a copy of cfg (nil: a silent
+// logger), failing the test with hint when it cannot; the connections are
+// closed on cleanup.
+func openGORM(t testing.TB, dialector gorm.Dialector, cfg *gorm.Config, what, hint string) *gorm.DB {
+	t.Helper()
 	var c gorm.Config
 	if cfg == nil {
 		c.Logger = logger.Discard
@@ -289,9 +297,9 @@ func GORM(t testing.TB, cfg *gorm.Config) *gorm.DB {
 		c.Plugins = maps.Clone(cfg.Plugins)
 		c.ClauseBuilders = maps.Clone(cfg.ClauseBuilders)
 	}
-	db, err := gorm.Open(postgres.Open(dsn), &c)
+	db, err := gorm.Open(dialector, &c)
 	if err != nil {
-		t.Fatalf("testenv: open GORM on %s: %v\n%s", redactDSN(dsn), err, servicesHint)
+		t.Fatalf("testenv: open GORM on %s: %v\n%s", what, err, hint)
 	}
 	sqlDB, err := db.DB()
 	if err != nil {
