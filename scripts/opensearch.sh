@@ -86,7 +86,7 @@ build() {
 pid() {
 	local p
 	p=$(cat "$STATE/pid" 2>/dev/null) || return 1
-	[[ -n $p ]] && tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q " $MAIN " || return 1
+	[[ -n $p ]] && tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -q " $MAIN " || return 1
 	echo "$p"
 }
 
