@@ -646,6 +646,12 @@ func (r *Reindexer) swap(ctx context.Context, st *state) error {
 		return err
 	}
 	if !(len(targets) == 1 && targets[0] == index) {
+		// Searches on the alias see the new index as of its last refresh:
+		// everything written to it so far is made searchable first (a
+		// resumed swap has not refreshed it in this run).
+		if err := refreshIndex(ctx, r.es, index); err != nil {
+			return err
+		}
 		add := map[string]any{"add": map[string]any{"index": index, "alias": alias}}
 		var actions []map[string]any
 		switch {
