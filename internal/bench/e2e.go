@@ -43,7 +43,7 @@ import (
 // shared with anything else using that server).
 func runE2E(ctx context.Context, cfg *config, rep *report) error {
 	for _, m := range delayModes {
-		declareE2E(rep, cfg, m.name)
+		declareE2E(rep, cfg, m.name, ", "+m.name+" mode")
 	}
 	rep.declare(figure{name: "writes-per-change keep/ack", unit: "×", desc: "ES document writes per change, keep over ack, run by run"})
 	rep.declare(figure{name: "machine-cpu keep/ack", unit: "×", desc: "machine CPU per change, keep over ack, run by run"})
@@ -55,7 +55,7 @@ func runE2E(ctx context.Context, cfg *config, rep *report) error {
 			for _, i := range modeOrder(run) {
 				m := delayModes[i]
 				before := loadAvg()
-				if err := e2eRun(ctx, cfg, rep, m.name, m.keep); err != nil {
+				if err := e2eRun(ctx, cfg, rep, m.name, m.keep, engineES); err != nil {
 					return fmt.Errorf("%s mode: %w", m.name, err)
 				}
 				loads = append(loads, fmt.Sprintf("run %d %s %.2f→%.2f", run+1, m.name, before, loadAvg()))
@@ -81,8 +81,9 @@ func runE2E(ctx context.Context, cfg *config, rep *report) error {
 	return nil
 }
 
-func declareE2E(rep *report, cfg *config, mode string) {
-	in := ", " + mode + " mode"
+// declareE2E declares the figures e2eRun records under the name mode;
+// in ends their descriptions.
+func declareE2E(rep *report, cfg *config, mode, in string) {
 	rep.declare(figure{name: "rate/" + mode, unit: "changes/s", higherBetter: true,
 		desc: fmt.Sprintf("changes synced per second end to end (creates offered at %d/s)", cfg.e2eRate) + in})
 	rep.declare(figure{name: "writes-per-change/" + mode, unit: "writes", desc: "ES document writes (Indexed + Deleted) per change" + in, target: "1.0"})
@@ -103,8 +104,9 @@ func declareE2E(rep *report, cfg *config, mode string) {
 	rep.declare(figure{name: "errors/" + mode, unit: "creates", desc: "creates that failed" + in})
 }
 
-// e2eRun runs one mode in a fresh space and records its figures.
-func e2eRun(ctx context.Context, cfg *config, rep *report, mode string, keep bool) error {
+// e2eRun runs one mode in a fresh space, syncing to engine, and records
+// its figures under the name mode.
+func e2eRun(ctx context.Context, cfg *config, rep *report, mode string, keep bool, engine string) error {
 	s, err := newSpace(ctx)
 	if err != nil {
 		return err
@@ -116,7 +118,7 @@ func e2eRun(ctx context.Context, cfg *config, rep *report, mode string, keep boo
 		return err
 	}
 	defer a.close()
-	wk, err := startWorker(ctx, s, tr, cfg.e2eDelay)
+	wk, err := startWorker(ctx, s, tr, cfg.e2eDelay, engine)
 	if err != nil {
 		return err
 	}

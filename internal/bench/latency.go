@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"github.com/jackc/pgx/v5"
+	"github.com/opensearch-project/opensearch-go/v4"
 
 	"github.com/redstream-go/redstream"
 	"github.com/redstream-go/redstream/elastic"
@@ -60,7 +62,7 @@ func runLatency(ctx context.Context, cfg *config, rep *report) error {
 	}
 
 	// The worker side: its own Redis client and database pool.
-	wk, err := startWorker(ctx, s, tr, time.Minute)
+	wk, err := startWorker(ctx, s, tr, time.Minute, engineES)
 	if err != nil {
 		return err
 	}
@@ -309,13 +311,26 @@ func (a *ackHandler) HandleBatch(ctx context.Context, b *redstream.Batch) error 
 	return nil
 }
 
-// latencyES returns a client and a fresh index name: on the cluster at
-// ELASTICSEARCH_URL when set, else on an in-process test server. The
+// latencyES returns a client and a fresh index name on engine: for
+// engineES, the cluster at ELASTICSEARCH_URL when set, else an in-process
+// test server; for engineOpenSearch, the node at OPENSEARCH_URL. The
 // returned func deletes the index or stops the server.
-func latencyES() (*elasticsearch.Client, string, func(), error) {
+func latencyES(engine string) (esapi.Transport, string, func(), error) {
 	index := "bench-" + testenv.RandomHex(4)
-	if url := os.Getenv("ELASTICSEARCH_URL"); url != "" {
-		es, err := elasticsearch.NewClient(elasticsearch.Config{
+	var es esapi.Transport
+	switch url := os.Getenv("ELASTICSEARCH_URL"); {
+	case engine == engineOpenSearch:
+		url := os.Getenv("OPENSEARCH_URL")
+		if url == "" {
+			return nil, "", nil, errors.New("OPENSEARCH_URL is not set (make opensearch starts a node and prints it)")
+		}
+		c, err := elastic.NewOpenSearchClient(opensearch.Config{Addresses: strings.Split(url, ",")})
+		if err != nil {
+			return nil, "", nil, err
+		}
+		es = c
+	case url != "":
+		c, err := elasticsearch.NewClient(elasticsearch.Config{
 			Addresses: strings.Split(url, ","),
 			Username:  os.Getenv("ELASTICSEARCH_USERNAME"),
 			Password:  os.Getenv("ELASTICSEARCH_PASSWORD"),
@@ -324,18 +339,20 @@ func latencyES() (*elasticsearch.Client, string, func(), error) {
 		if err != nil {
 			return nil, "", nil, err
 		}
-		return es, index, func() {
-			res, err := es.Indices.Delete([]string{index}, es.Indices.Delete.WithContext(context.Background()))
-			if err == nil {
-				res.Body.Close()
-			}
-		}, nil
+		es = c
+	default:
+		srv := estest.NewServer()
+		c, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{srv.URL}})
+		if err != nil {
+			srv.Close()
+			return nil, "", nil, err
+		}
+		return c, index, srv.Close, nil
 	}
-	srv := estest.NewServer()
-	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{srv.URL}})
-	if err != nil {
-		srv.Close()
-		return nil, "", nil, err
-	}
-	return es, index, srv.Close, nil
+	return es, index, func() {
+		res, err := esapi.IndicesDeleteRequest{Index: []string{index}}.Do(context.Background(), es)
+		if err == nil {
+			res.Body.Close()
+		}
+	}, nil
 }

@@ -20,6 +20,10 @@
 //	e2e       changes synced per second end to end at a paced create rate,
 //	          with ES document writes, bulk requests and CPU per change,
 //	          delay messages kept (KeepDelayMessages) vs acknowledged
+//	engines   the sync into the Elasticsearch target and into the
+//	          OpenSearch node at OPENSEARCH_URL, alternately in each run:
+//	          a backlog drained (msg/s, machine CPU per message) and the
+//	          e2e scenario's changes synced per second
 //	reindex   `redstream reindex` of -rows rows while -reindex-rate updates
 //	          per second go on and a worker syncs them: wall time, peak RSS,
 //	          the live consumer's lag during it
@@ -38,9 +42,10 @@
 //	RESULT {"scenario":"latency","figure":"p99","unit":"ms","median":…,"runs":[…],…}
 //
 // The servers are found through DATABASE_URL and REDIS_URL (the test
-// defaults otherwise), and ELASTICSEARCH_URL for the latency and e2e
-// scenarios (the project's ES test server otherwise). Every run works in its own
-// PostgreSQL schema and Redis key namespace and removes them at the end.
+// defaults otherwise), ELASTICSEARCH_URL for the latency, e2e and engines
+// scenarios (the project's ES test server otherwise), and OPENSEARCH_URL
+// for engines. Every run works in its own PostgreSQL schema and Redis key
+// namespace and removes them at the end.
 package main
 
 import (
@@ -88,6 +93,8 @@ type config struct {
 
 	scaleRows   int // scale: messages in the backlog of each drain
 	reindexRate int // reindex: updates per second during the reindex
+
+	engineRows int // engines: messages in the backlog of each drain
 }
 
 var scenarios = []struct {
@@ -102,6 +109,7 @@ var scenarios = []struct {
 	{"delaymem", "Redis memory of the delay stream after a long paced load, delay messages kept vs acknowledged", runDelayMem,
 		func(cfg *config) int { return cfg.memRuns }},
 	{"scale", "a stream of 6 shards drained by 1, 2 and 3 worker processes of a group, CPU per message, rebalance times", runScale, nil},
+	{"engines", "sync into the Elasticsearch target and the OpenSearch node in the same run: drain msg/s and end-to-end changes/s", runEngines, nil},
 	{"reindex", "redstream reindex of -rows rows under -reindex-rate updates/s: time, peak RSS, the live consumer's lag", runReindex, nil},
 }
 
@@ -127,6 +135,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.memDuration, "mem-duration", 5*time.Minute, "delaymem: how long each mode writes")
 	fs.IntVar(&cfg.scaleRows, "scale-rows", 300_000, "scale: messages in the backlog each drain works through")
 	fs.DurationVar(&cfg.memDelay, "mem-delay", 0, "delaymem: the Delayer's delay; 0 is -mem-duration, so that it moves nothing during the run")
+	fs.IntVar(&cfg.engineRows, "engine-rows", 100_000, "engines: rows in the table and messages in the backlog of each drain")
 	fs.IntVar(&cfg.reindexRate, "reindex-rate", 500, "reindex: updates per second while the reindex runs")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: go run ./internal/bench [flags] <scenario>...")
@@ -153,7 +162,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.updates < 0 || cfg.updates > 1 || cfg.rows < 1000 ||
 		cfg.e2eRate < 1 || cfg.e2eDuration <= 0 || cfg.e2eDelay < 0 ||
 		cfg.memRuns < 1 || cfg.memRate < 1 || cfg.memDuration <= 0 || cfg.memDelay < 0 || cfg.scaleRows < 1000 ||
-		cfg.reindexRate < 1 {
+		cfg.reindexRate < 1 || cfg.engineRows < 1000 {
 		fmt.Fprintln(stderr, "bench: a flag is out of range (see -h)")
 		return 2
 	}
@@ -228,6 +237,9 @@ func shorten(cfg *config, set map[string]bool) {
 	}
 	if !set["rows"] {
 		cfg.rows = 100_000
+	}
+	if !set["engine-rows"] {
+		cfg.engineRows = 20_000
 	}
 	if !set["e2e-duration"] {
 		cfg.e2eDuration = 8 * time.Second

@@ -96,8 +96,8 @@ type syncWorker struct {
 }
 
 // startWorker starts the worker side of s, with a Delayer of delay,
-// reporting acknowledgements to tr.
-func startWorker(ctx context.Context, s *space, tr *tracker, delay time.Duration) (_ *syncWorker, err error) {
+// syncing to engine (see latencyES), reporting acknowledgements to tr.
+func startWorker(ctx context.Context, s *space, tr *tracker, delay time.Duration, engine string) (_ *syncWorker, err error) {
 	w := &syncWorker{}
 	defer func() {
 		if err != nil {
@@ -110,7 +110,7 @@ func startWorker(ctx context.Context, s *space, tr *tracker, delay time.Duration
 	if w.sql, err = s.openDB(ctx); err != nil {
 		return nil, err
 	}
-	es, index, esClose, err := latencyES()
+	es, index, esClose, err := latencyES(engine)
 	if err != nil {
 		return nil, err
 	}
