@@ -18,6 +18,7 @@ import (
 
 	"github.com/redstream-go/redstream"
 	"github.com/redstream-go/redstream/elastic"
+	"github.com/redstream-go/redstream/elastic/estest"
 	"github.com/redstream-go/redstream/internal/testenv"
 )
 
@@ -30,6 +31,8 @@ var (
 type engineTarget struct {
 	engine elastic.Engine
 	es     esapi.Transport
+	// srv is the test server, for fault injection; nil for a real cluster.
+	srv *estest.Server
 }
 
 // engineTargets returns the clusters the engine tests run against: the
@@ -37,13 +40,13 @@ type engineTarget struct {
 // the OpenSearch node at OPENSEARCH_URL, which make test starts.
 func engineTargets(t *testing.T) []engineTarget {
 	t.Helper()
-	es, _ := target(t)
-	targets := []engineTarget{{elastic.Elasticsearch, es}}
+	es, srv := target(t)
+	targets := []engineTarget{{elastic.Elasticsearch, es, srv}}
 	url := testenv.OpenSearchURL(t)
 	oc, err := elastic.NewOpenSearchClient(opensearch.Config{Addresses: []string{url}})
 	must(t, err)
 	t.Cleanup(func() { _ = oc.Close() })
-	return append(targets, engineTarget{elastic.OpenSearch, oc})
+	return append(targets, engineTarget{engine: elastic.OpenSearch, es: oc})
 }
 
 // eachEngine runs fn as a subtest per engine, in parallel.
@@ -69,8 +72,14 @@ type engineSetup struct {
 
 func newEngineSetup(t *testing.T, tg engineTarget, models ...any) *engineSetup {
 	t.Helper()
+	return newEngineSetupOn(t, tg, testenv.GORM(t, nil), models...)
+}
+
+// newEngineSetupOn is newEngineSetup on the database of db (PostgreSQL or
+// MySQL), which it migrates to models.
+func newEngineSetupOn(t *testing.T, tg engineTarget, db *gorm.DB, models ...any) *engineSetup {
+	t.Helper()
 	rdb, ns := testenv.Redis(t)
-	db := testenv.GORM(t, nil)
 	p := mustProducer(rdb, &redstream.ProducerOptions{Namespace: ns})
 	must(t, db.Use(redstream.NewPlugin(p)))
 	must(t, db.AutoMigrate(models...))
@@ -84,7 +93,7 @@ func newEngineSetup(t *testing.T, tg engineTarget, models ...any) *engineSetup {
 }
 
 // run consumes stream with h until the test ends.
-func (s *engineSetup) run(t *testing.T, stream string, h redstream.Handler) {
+func (s *engineSetup) run(t *testing.T, stream string, h redstream.Handler) *redstream.Consumer {
 	t.Helper()
 	c, err := redstream.NewConsumer(s.rdb, stream, "indexer", h, &redstream.ConsumerOptions{
 		Namespace: s.ns, Block: 100 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
@@ -99,6 +108,7 @@ func (s *engineSetup) run(t *testing.T, stream string, h redstream.Handler) {
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-done })
+	return c
 }
 
 // createIndex creates the setup's index with body.
