@@ -193,43 +193,45 @@ func TestBackfillResume(t *testing.T) {
 // with the package's Handler, and removes it when done.
 func TestBackfillRedisCursor(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t)
-	db := s.sqlDB(t)
-	ctx := context.Background()
-	insertProducts(t, db, 1, 6)
-	_, err := db.Exec("UPDATE products SET deleted_at = now() WHERE id = 6")
-	must(t, err)
-	loader, err := elastic.NewTableLoader(ctx, db, elastic.TableOptions{Table: "products", SoftDeleteColumn: "deleted_at"})
-	must(t, err)
-	h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index})
-	must(t, err)
+	eachEngine(t, func(t *testing.T, tg engineTarget) {
+		s := newEngineSetup(t, tg)
+		db := s.sqlDB(t)
+		ctx := context.Background()
+		insertProducts(t, db, 1, 6)
+		_, err := db.Exec("UPDATE products SET deleted_at = now() WHERE id = 6")
+		must(t, err)
+		loader, err := elastic.NewTableLoader(ctx, db, elastic.TableOptions{Table: "products", SoftDeleteColumn: "deleted_at"})
+		must(t, err)
+		h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index})
+		must(t, err)
 
-	key := s.keys.Backfill("products", s.index)
-	must(t, s.rdb.Set(ctx, key, "2", 0).Err())
-	cur := elastic.RedisCursor(s.rdb, key)
-	if got, ok, err := cur.Load(ctx); err != nil || !ok || got != "2" {
-		t.Fatalf("Load = %q, %v, %v; want 2", got, ok, err)
-	}
-	res, err := elastic.Backfill(ctx, db, h, elastic.BackfillOptions{Table: "products", PageSize: 2, Cursor: cur})
-	must(t, err)
-	if res.Rows != 4 || res.Last != "6" || res.DeadLettered != 0 {
-		t.Errorf("result = %+v, want 4 rows up to 6", res)
-	}
-	for id := 1; id <= 6; id++ {
-		_, _, found := doc(t, s.es, s.index, fmt.Sprint(id))
-		if want := id >= 3 && id <= 5; found != want {
-			t.Errorf("document %d indexed = %v, want %v", id, found, want)
+		key := s.keys.Backfill("products", s.index)
+		must(t, s.rdb.Set(ctx, key, "2", 0).Err())
+		cur := elastic.RedisCursor(s.rdb, key)
+		if got, ok, err := cur.Load(ctx); err != nil || !ok || got != "2" {
+			t.Fatalf("Load = %q, %v, %v; want 2", got, ok, err)
 		}
-	}
-	if st := h.Stats(); st.Indexed != 3 || st.Deleted != 1 {
-		t.Errorf("handler stats = %+v, want 3 indexed and 1 deleted (soft-deleted row 6)", st)
-	}
-	if n, err := s.rdb.Exists(ctx, key).Result(); err != nil || n != 0 {
-		t.Errorf("cursor left after a finished run: %d, %v", n, err)
-	}
-	if _, ok, err := cur.Load(ctx); err != nil || ok {
-		t.Errorf("Load after the run = %v, %v; want none", ok, err)
-	}
+		res, err := elastic.Backfill(ctx, db, h, elastic.BackfillOptions{Table: "products", PageSize: 2, Cursor: cur})
+		must(t, err)
+		if res.Rows != 4 || res.Last != "6" || res.DeadLettered != 0 {
+			t.Errorf("result = %+v, want 4 rows up to 6", res)
+		}
+		for id := 1; id <= 6; id++ {
+			_, _, found := s.doc(t, fmt.Sprint(id))
+			if want := id >= 3 && id <= 5; found != want {
+				t.Errorf("document %d indexed = %v, want %v", id, found, want)
+			}
+		}
+		if st := h.Stats(); st.Indexed != 3 || st.Deleted != 1 {
+			t.Errorf("handler stats = %+v, want 3 indexed and 1 deleted (soft-deleted row 6)", st)
+		}
+		if n, err := s.rdb.Exists(ctx, key).Result(); err != nil || n != 0 {
+			t.Errorf("cursor left after a finished run: %d, %v", n, err)
+		}
+		if _, ok, err := cur.Load(ctx); err != nil || ok {
+			t.Errorf("Load after the run = %v, %v; want none", ok, err)
+		}
+	})
 }
 
 // TestBackfillTextKey walks a text primary key in its collation's order,

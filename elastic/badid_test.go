@@ -62,71 +62,69 @@ func (e *sqlStateError) SQLState() string { return e.code }
 // written. Any other error fails the batch.
 func TestHandlerIsolatesDataExceptions(t *testing.T) {
 	t.Parallel()
-	es, _ := target(t)
-	index := "t-isolate-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
-	t.Cleanup(func() {
-		if res, err := es.Indices.Delete([]string{index}); err == nil {
-			res.Body.Close()
-		}
-	})
-	var (
-		mu    sync.Mutex
-		calls int
-		fail  error // when set, every Load fails with it
-	)
-	loader := elastic.LoaderFunc(func(_ context.Context, ids []string) ([]elastic.Document, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		calls++
-		if fail != nil {
-			return nil, fail
-		}
-		var docs []elastic.Document
-		for _, id := range ids {
-			if strings.HasPrefix(id, "bad") {
-				return nil, fmt.Errorf("load: %w", &sqlStateError{"22P02", fmt.Sprintf("invalid input syntax for type bigint: %q", id)})
+	eachEngine(t, func(t *testing.T, tg engineTarget) {
+		es := tg.es
+		index := "t-isolate-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
+		t.Cleanup(func() { deleteIndex(es, index) })
+		var (
+			mu    sync.Mutex
+			calls int
+			fail  error // when set, every Load fails with it
+		)
+		loader := elastic.LoaderFunc(func(_ context.Context, ids []string) ([]elastic.Document, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if fail != nil {
+				return nil, fail
 			}
-			docs = append(docs, elastic.Document{ID: id, Source: json.RawMessage(`{"n":` + id + `}`)})
+			var docs []elastic.Document
+			for _, id := range ids {
+				if strings.HasPrefix(id, "bad") {
+					return nil, fmt.Errorf("load: %w", &sqlStateError{"22P02", fmt.Sprintf("invalid input syntax for type bigint: %q", id)})
+				}
+				docs = append(docs, elastic.Document{ID: id, Source: json.RawMessage(`{"n":` + id + `}`)})
+			}
+			return docs, nil
+		})
+		h, err := elastic.NewHandler(es, loader, &elastic.Options{Index: index, Refresh: "true"})
+		must(t, err)
+		var msgs []redstream.Message
+		for i, id := range []string{"1", "bad1", "2", "3", "4", "bad2", "5", "6"} {
+			msgs = append(msgs, redstream.Message{ID: redstream.ID{MS: 1, Seq: uint64(i)}, Payload: json.RawMessage(fmt.Sprintf(`{"id":%q}`, id))})
 		}
-		return docs, nil
-	})
-	h, err := elastic.NewHandler(es, loader, &elastic.Options{Index: index, Refresh: "true"})
-	must(t, err)
-	var msgs []redstream.Message
-	for i, id := range []string{"1", "bad1", "2", "3", "4", "bad2", "5", "6"} {
-		msgs = append(msgs, redstream.Message{ID: redstream.ID{MS: 1, Seq: uint64(i)}, Payload: json.RawMessage(fmt.Sprintf(`{"id":%q}`, id))})
-	}
-	b := &redstream.Batch{Stream: "products", Messages: msgs}
-	must(t, h.HandleBatch(context.Background(), b))
-	dead := b.DeadLettered()
-	if len(dead) != 2 {
-		t.Fatalf("dead-lettered %v, want the two bad ids", dead)
-	}
-	for _, i := range []int{1, 5} {
-		var idErr *elastic.IDError
-		err := dead[msgs[i].ID]
-		if !errors.As(err, &idErr) || !strings.HasPrefix(idErr.ID, "bad") || !strings.Contains(err.Error(), "(SQLSTATE 22P02)") {
-			t.Errorf("message %d: reason %v, want an IDError with the database's message", i, err)
+		b := &redstream.Batch{Stream: "products", Messages: msgs}
+		must(t, h.HandleBatch(context.Background(), b))
+		dead := b.DeadLettered()
+		if len(dead) != 2 {
+			t.Fatalf("dead-lettered %v, want the two bad ids", dead)
 		}
-	}
-	for _, id := range []string{"1", "2", "3", "4", "5", "6"} {
-		if _, _, found := doc(t, es, index, id); !found {
-			t.Errorf("document %s not written", id)
+		for _, i := range []int{1, 5} {
+			var idErr *elastic.IDError
+			err := dead[msgs[i].ID]
+			if !errors.As(err, &idErr) || !strings.HasPrefix(idErr.ID, "bad") || !strings.Contains(err.Error(), "(SQLSTATE 22P02)") {
+				t.Errorf("message %d: reason %v, want an IDError with the database's message", i, err)
+			}
 		}
-	}
-	if calls > 12 {
-		t.Errorf("%d loads for 8 ids, two bad", calls)
-	}
+		for _, id := range []string{"1", "2", "3", "4", "5", "6"} {
+			if _, _, found := doc(t, es, index, id); !found {
+				t.Errorf("document %s not written", id)
+			}
+		}
+		if calls > 12 {
+			t.Errorf("%d loads for 8 ids, two bad", calls)
+		}
 
-	// Not a data exception: the batch fails, nothing is dead-lettered.
-	mu.Lock()
-	fail = errors.New("connection refused")
-	mu.Unlock()
-	b = &redstream.Batch{Stream: "products", Messages: msgs}
-	if err := h.HandleBatch(context.Background(), b); err == nil {
-		t.Fatal("a failing Loader did not fail the batch")
-	}
-	if dead := b.DeadLettered(); len(dead) != 0 {
-		t.Errorf("dead-lettered %v on a connection error", dead)
-	}
+		// Not a data exception: the batch fails, nothing is dead-lettered.
+		mu.Lock()
+		fail = errors.New("connection refused")
+		mu.Unlock()
+		b = &redstream.Batch{Stream: "products", Messages: msgs}
+		if err := h.HandleBatch(context.Background(), b); err == nil {
+			t.Fatal("a failing Loader did not fail the batch")
+		}
+		if dead := b.DeadLettered(); len(dead) != 0 {
+			t.Errorf("dead-lettered %v on a connection error", dead)
+		}
+	})
 }

@@ -4,13 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"github.com/opensearch-project/opensearch-go/v4"
 	"github.com/redis/go-redis/v9"
@@ -27,12 +27,23 @@ var (
 	_ esapi.Transport = (*opensearch.Client)(nil)
 )
 
-// engineTarget is a cluster of one engine and a client of it.
+// engineTarget is a cluster of one engine and a client of it: the
+// Elasticsearch client for Elasticsearch, the OpenSearch client for
+// OpenSearch, each as the package's users hand it over.
 type engineTarget struct {
 	engine elastic.Engine
 	es     esapi.Transport
-	// srv is the test server, for fault injection; nil for a real cluster.
+	// srv is the test server behind es, for its fault injection; nil on
+	// a real cluster.
 	srv *estest.Server
+}
+
+// nilClient is a nil client of the target's engine, as an esapi.Transport.
+func (tg engineTarget) nilClient() esapi.Transport {
+	if tg.engine == elastic.OpenSearch {
+		return (*opensearch.Client)(nil)
+	}
+	return (*elasticsearch.Client)(nil)
 }
 
 // engineTargets returns the clusters the engine tests run against: the
@@ -49,7 +60,9 @@ func engineTargets(t *testing.T) []engineTarget {
 	return append(targets, engineTarget{engine: elastic.OpenSearch, es: oc})
 }
 
-// eachEngine runs fn as a subtest per engine, in parallel.
+// eachEngine runs fn as a subtest per engine, in parallel: the handler,
+// backfill and verify tests, which both engines must pass, each asserting
+// its engine's own answer where the two differ (docs/ENGINES.md).
 func eachEngine(t *testing.T, fn func(t *testing.T, tg engineTarget)) {
 	t.Helper()
 	for _, tg := range engineTargets(t) {
@@ -60,7 +73,8 @@ func eachEngine(t *testing.T, fn func(t *testing.T, tg engineTarget)) {
 	}
 }
 
-// engineSetup is a schema, a Redis namespace and an index of one test.
+// engineSetup is a schema, a Redis namespace and an index of one test on
+// one engine.
 type engineSetup struct {
 	engineTarget
 	db    *gorm.DB
@@ -70,8 +84,14 @@ type engineSetup struct {
 	index string
 }
 
+// newEngineSetup migrates models (Product when none is given) into a
+// fresh schema, with the GORM plugin queuing their changes, and names an
+// index that is deleted when the test ends.
 func newEngineSetup(t *testing.T, tg engineTarget, models ...any) *engineSetup {
 	t.Helper()
+	if len(models) == 0 {
+		models = []any{&Product{}}
+	}
 	return newEngineSetupOn(t, tg, testenv.GORM(t, nil), models...)
 }
 
@@ -84,12 +104,21 @@ func newEngineSetupOn(t *testing.T, tg engineTarget, db *gorm.DB, models ...any)
 	must(t, db.Use(redstream.NewPlugin(p)))
 	must(t, db.AutoMigrate(models...))
 	s := &engineSetup{engineTarget: tg, db: db, rdb: rdb, ns: ns, keys: p.Keys(), index: "e-" + strings.ToLower(ns)}
-	t.Cleanup(func() {
-		if res, err := (esapi.IndicesDeleteRequest{Index: []string{s.index}}).Do(context.Background(), tg.es); err == nil {
-			res.Body.Close()
-		}
-	})
+	t.Cleanup(func() { deleteIndex(tg.es, s.index) })
 	return s
+}
+
+// deleteIndex deletes index, if it exists.
+func deleteIndex(es esapi.Transport, index string) {
+	if res, err := (esapi.IndicesDeleteRequest{Index: []string{index}}).Do(context.Background(), es); err == nil {
+		res.Body.Close()
+	}
+}
+
+// sqlDB returns the setup's database handle.
+func (s *engineSetup) sqlDB(t *testing.T) *sql.DB {
+	t.Helper()
+	return sqlDB(t, s.db)
 }
 
 // run consumes stream with h until the test ends.
@@ -111,10 +140,14 @@ func (s *engineSetup) run(t *testing.T, stream string, h redstream.Handler) *red
 	return c
 }
 
-// createIndex creates the setup's index with body.
+// createIndex creates the setup's index with body (none when empty).
 func (s *engineSetup) createIndex(t *testing.T, body string) {
 	t.Helper()
-	res, err := esapi.IndicesCreateRequest{Index: s.index, Body: strings.NewReader(body)}.Do(context.Background(), s.es)
+	req := esapi.IndicesCreateRequest{Index: s.index}
+	if body != "" {
+		req.Body = strings.NewReader(body)
+	}
+	res, err := req.Do(context.Background(), s.es)
 	must(t, err)
 	defer res.Body.Close()
 	if res.IsError() {
@@ -147,154 +180,18 @@ func (s *engineSetup) get(t *testing.T, id, routing string) (d engineDoc, status
 	return d, res.StatusCode
 }
 
+// doc reads a document of the setup's index (GET _doc, realtime).
+func (s *engineSetup) doc(t *testing.T, id string) (src map[string]any, version int64, found bool) {
+	t.Helper()
+	return doc(t, s.es, s.index, id)
+}
+
 func (s *engineSetup) titleIs(t *testing.T, id, title string) func() bool {
-	return func() bool { d, _ := s.get(t, id, ""); return d.Found && d.Source["title"] == title }
+	return func() bool { src, _, found := s.doc(t, id); return found && src["title"] == title }
 }
 
 func (s *engineSetup) absent(t *testing.T, id string) func() bool {
-	return func() bool { _, status := s.get(t, id, ""); return status == http.StatusNotFound }
-}
-
-// TestEngineSync: the same handler, given either engine's client, keeps
-// an index in sync through creates, updates, soft and hard deletes, with
-// the row's updated_at as external version; and refuses an older state.
-func TestEngineSync(t *testing.T) {
-	t.Parallel()
-	eachEngine(t, func(t *testing.T, tg engineTarget) {
-		s := newEngineSetup(t, tg, &Product{})
-		loader, err := elastic.NewTableLoader(context.Background(), sqlDB(t, s.db), elastic.TableOptions{
-			Table: "products", SoftDeleteColumn: "deleted_at", VersionColumn: "updated_at",
-		})
-		must(t, err)
-		h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index})
-		must(t, err)
-		s.run(t, "products", h)
-
-		a, b, c := Product{Title: "a", Price: 1}, Product{Title: "b", Price: 2}, Product{Title: "c", Price: 3}
-		must(t, s.db.Create(&[]*Product{&a, &b, &c}).Error)
-		eventually(t, "created documents", func() bool {
-			return s.titleIs(t, "1", "a")() && s.titleIs(t, "2", "b")() && s.titleIs(t, "3", "c")()
-		})
-		must(t, s.db.Model(&a).Update("title", "a2").Error)
-		eventually(t, "updated document", s.titleIs(t, "1", "a2"))
-		d, _ := s.get(t, "1", "")
-		if want := a.UpdatedAt.UnixMicro(); d.Version != want {
-			t.Errorf("version = %d, want updated_at in microseconds %d", d.Version, want)
-		}
-		must(t, s.db.Delete(&b).Error) // soft
-		eventually(t, "soft-deleted document gone", s.absent(t, "2"))
-		must(t, s.db.Unscoped().Delete(&c).Error) // hard
-		eventually(t, "hard-deleted document gone", s.absent(t, "3"))
-
-		// A stale state (a deposed worker's read) is refused by the
-		// engine's external versioning, counted, and never applied.
-		stale := elastic.LoaderFunc(func(context.Context, []string) ([]elastic.Document, error) {
-			return []elastic.Document{{ID: "1", Source: json.RawMessage(`{"title":"stale"}`), Version: d.Version - 1, HasVersion: true}}, nil
-		})
-		hs, err := elastic.NewHandler(s.es, stale, &elastic.Options{Index: s.index})
-		must(t, err)
-		must(t, hs.HandleBatch(context.Background(), &redstream.Batch{Stream: "products", Messages: []redstream.Message{{
-			ID: redstream.MustParseID("1-0"), Stream: "products", Payload: json.RawMessage(`{"id":1}`),
-		}}}))
-		if st := hs.Stats(); st.Conflicts != 1 || st.Indexed != 0 {
-			t.Errorf("stale write: stats = %+v, want one conflict", st)
-		}
-		if d, _ := s.get(t, "1", ""); d.Source["title"] != "a2" {
-			t.Errorf("after a stale write the document is %v", d.Source)
-		}
-		// The handler counts an item once it has read the engine's answer,
-		// which may come after the test sees the document gone.
-		eventually(t, "counted writes", func() bool { st := h.Stats(); return st.Indexed >= 4 && st.Deleted >= 2 })
-		if st := h.Stats(); st.DeadLettered != 0 || st.Conflicts != 0 {
-			t.Errorf("stats = %+v", st)
-		}
-	})
-}
-
-// Tenant is a row routed by its tenant.
-type Tenant struct {
-	ID        int64
-	Tenant    string
-	Title     string
-	DeletedAt gorm.DeletedAt
-}
-
-// TestEngineRouting: documents are written, and soft-deleted, with their
-// row's routing, into an index that requires one.
-func TestEngineRouting(t *testing.T) {
-	t.Parallel()
-	eachEngine(t, func(t *testing.T, tg engineTarget) {
-		s := newEngineSetup(t, tg, &Tenant{})
-		s.createIndex(t, `{"mappings":{"_routing":{"required":true}}}`)
-		loader, err := elastic.NewTableLoader(context.Background(), sqlDB(t, s.db), elastic.TableOptions{
-			Table: "tenants", SoftDeleteColumn: "deleted_at", RoutingColumn: "tenant",
-		})
-		must(t, err)
-		h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index})
-		must(t, err)
-		s.run(t, "tenants", h)
-
-		x, y := Tenant{Tenant: "acme", Title: "x"}, Tenant{Tenant: "globex", Title: "y"}
-		must(t, s.db.Create(&[]*Tenant{&x, &y}).Error)
-		eventually(t, "routed documents", func() bool {
-			dx, _ := s.get(t, "1", "acme")
-			dy, _ := s.get(t, "2", "globex")
-			return dx.Found && dy.Found
-		})
-		if d, _ := s.get(t, "1", "acme"); d.Routing != "acme" || d.Source["title"] != "x" {
-			t.Errorf("document 1 = %+v", d)
-		}
-		// Both engines refuse a read without the routing the index requires.
-		if _, status := s.get(t, "1", ""); status != http.StatusBadRequest {
-			t.Errorf("GET without routing: %d, want 400", status)
-		}
-		must(t, s.db.Delete(&x).Error) // soft: the row, and its routing, are still read
-		eventually(t, "soft-deleted routed document gone", func() bool {
-			_, status := s.get(t, "1", "acme")
-			return status == http.StatusNotFound
-		})
-		if st := h.Stats(); st.DeadLettered != 0 {
-			t.Errorf("stats = %+v", st)
-		}
-	})
-}
-
-// TestEnginePoisonDocument: a document the index's mapping refuses is
-// dead-lettered with the engine's own error type (Engine.MappingErrorType)
-// and the rest of the stream goes on.
-func TestEnginePoisonDocument(t *testing.T) {
-	t.Parallel()
-	eachEngine(t, func(t *testing.T, tg engineTarget) {
-		s := newEngineSetup(t, tg, &TextPrice{})
-		s.createIndex(t, `{"mappings":{"properties":{"price":{"type":"long"}}}}`)
-		loader, err := elastic.NewTableLoader(context.Background(), sqlDB(t, s.db), elastic.TableOptions{Table: "text_prices"})
-		must(t, err)
-		h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index})
-		must(t, err)
-		s.run(t, "text_prices", h)
-
-		must(t, s.db.Create(&[]TextPrice{{Price: "12"}, {Price: "abc"}, {Price: "7"}}).Error)
-		must(t, s.db.Create(&TextPrice{Price: "9"}).Error) // a later batch still flows
-		eventually(t, "later document", func() bool { d, _ := s.get(t, "4", ""); return d.Found })
-		for _, id := range []string{"1", "3"} {
-			if d, _ := s.get(t, id, ""); !d.Found {
-				t.Errorf("document %s not indexed", id)
-			}
-		}
-		if d, _ := s.get(t, "2", ""); d.Found {
-			t.Error("poison document indexed")
-		}
-		ctx := context.Background()
-		dlq := s.keys.DeadLetter("text_prices", "indexer")
-		eventually(t, "dead letter", func() bool { return s.rdb.XLen(ctx, dlq).Val() == 1 })
-		entries, err := s.rdb.XRange(ctx, dlq, "-", "+").Result()
-		must(t, err)
-		e := entries[0].Values
-		want := fmt.Sprintf("document 2 rejected: 400 %s: ", tg.engine.MappingErrorType())
-		if e["payload"] != `{"id":2}` || !strings.Contains(fmt.Sprint(e["error"]), want) {
-			t.Errorf("dead letter = %v, want an error containing %q", e, want)
-		}
-	})
+	return func() bool { _, _, found := s.doc(t, id); return !found }
 }
 
 // TestDetectEngine: each cluster names its engine, and Engine names its

@@ -14,7 +14,7 @@ import (
 
 // An OpenSearch cluster takes the place of Elasticsearch with one change:
 // the client. (Not run here: it needs a node; make test runs the same
-// against one in TestEngineSync.)
+// against one in TestEndToEnd and the other tests that run per engine.)
 func ExampleNewOpenSearchClient() {
 	ctx := context.Background()
 	os, err := elastic.NewOpenSearchClient(opensearch.Config{

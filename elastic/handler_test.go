@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
@@ -109,35 +110,22 @@ func (s *setup) sqlDB(t *testing.T) *sql.DB {
 	return db
 }
 
-// run starts a consumer with h on "products" and stops it at cleanup.
-func (s *setup) run(t *testing.T, h redstream.Handler) *redstream.Consumer {
-	t.Helper()
-	c, err := redstream.NewConsumer(s.rdb, "products", "indexer", h, &redstream.ConsumerOptions{
-		Namespace: s.ns, Block: 100 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-	})
-	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := c.Run(ctx); err != nil {
-			t.Errorf("consumer: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return c
-}
-
 // doc reads a document with GET _doc (realtime).
-func doc(t *testing.T, es *elasticsearch.Client, index, id string) (src map[string]any, version int64, found bool) {
+func doc(t *testing.T, es esapi.Transport, index, id string) (src map[string]any, version int64, found bool) {
 	t.Helper()
-	res, err := es.Get(index, id)
-	// Under an injected storm the test's own reads are refused too: retry.
-	for i := 0; err == nil && res.StatusCode == http.StatusTooManyRequests && i < 100; i++ {
+	get := func() (*esapi.Response, error) {
+		return esapi.GetRequest{Index: index, DocumentID: id}.Do(context.Background(), es)
+	}
+	res, err := get()
+	// Under an injected storm the test's own reads are refused too, and a
+	// real engine answers 503 (no_shard_available_action_exception) while
+	// the primary shard of an index the handler just created is still
+	// starting: retry.
+	for deadline := time.Now().Add(10 * time.Second); err == nil && time.Now().Before(deadline) &&
+		(res.StatusCode == http.StatusTooManyRequests || res.StatusCode == http.StatusServiceUnavailable); {
 		res.Body.Close()
 		time.Sleep(10 * time.Millisecond)
-		res, err = es.Get(index, id)
+		res, err = get()
 	}
 	must(t, err)
 	defer res.Body.Close()
@@ -169,71 +157,66 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func titleIs(t *testing.T, s *setup, id, title string) func() bool {
-	return func() bool {
-		src, _, found := doc(t, s.es, s.index, id)
-		return found && src["title"] == title
-	}
-}
-
-func absent(t *testing.T, s *setup, id string) func() bool {
-	return func() bool { _, _, found := doc(t, s.es, s.index, id); return !found }
-}
-
 // TestEndToEnd: GORM plugin → Consumer → Handler → index, for create,
 // update, soft delete, hard delete and rollback.
 func TestEndToEnd(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t)
-	loader, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{
-		Table: "products", SoftDeleteColumn: "deleted_at",
+	eachEngine(t, func(t *testing.T, tg engineTarget) {
+		s := newEngineSetup(t, tg)
+		loader, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{
+			Table: "products", SoftDeleteColumn: "deleted_at",
+		})
+		must(t, err)
+		h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index})
+		must(t, err)
+		s.run(t, "products", h)
+
+		a, b, c := Product{Title: "a", Price: 1}, Product{Title: "b", Price: 2}, Product{Title: "c", Price: 3}
+		must(t, s.db.Create(&[]*Product{&a, &b, &c}).Error)
+		eventually(t, "created documents", func() bool {
+			return s.titleIs(t, "1", "a")() && s.titleIs(t, "2", "b")() && s.titleIs(t, "3", "c")()
+		})
+		src, _, _ := s.doc(t, "1")
+		if src["price"] != float64(1) || src["id"] != float64(1) {
+			t.Errorf("document 1 = %v, want the row as JSON", src)
+		}
+
+		must(t, s.db.Model(&a).Update("title", "a2").Error)
+		eventually(t, "updated document", s.titleIs(t, "1", "a2"))
+
+		must(t, s.db.Delete(&b).Error) // soft delete
+		eventually(t, "soft-deleted document removed", s.absent(t, "2"))
+
+		must(t, s.db.Unscoped().Delete(&c).Error)
+		eventually(t, "deleted document removed", s.absent(t, "3"))
+
+		_ = s.db.Transaction(func(tx *gorm.DB) error {
+			must(t, tx.Create(&Product{ID: 99, Title: "rolled back"}).Error)
+			return errors.New("rollback")
+		})
+		// A marker written after the rollback: once it is indexed, the
+		// rolled-back write would have been too.
+		must(t, s.db.Create(&Product{ID: 100, Title: "marker"}).Error)
+		eventually(t, "marker", s.titleIs(t, "100", "marker"))
+		if _, _, found := s.doc(t, "99"); found {
+			t.Error("rolled-back row was indexed")
+		}
+		// The handler counts an item once it has read the engine's answer,
+		// which may come after the test sees the document.
+		eventually(t, "counted writes", func() bool { st := h.Stats(); return st.Indexed >= 5 && st.Deleted >= 2 })
+		if st := h.Stats(); st.DeadLettered != 0 || st.Conflicts != 0 {
+			t.Errorf("stats = %+v", st)
+		}
 	})
-	must(t, err)
-	h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index})
-	must(t, err)
-	s.run(t, h)
-
-	a, b, c := Product{Title: "a", Price: 1}, Product{Title: "b", Price: 2}, Product{Title: "c", Price: 3}
-	must(t, s.db.Create(&[]*Product{&a, &b, &c}).Error)
-	eventually(t, "created documents", func() bool {
-		return titleIs(t, s, "1", "a")() && titleIs(t, s, "2", "b")() && titleIs(t, s, "3", "c")()
-	})
-	src, _, _ := doc(t, s.es, s.index, "1")
-	if src["price"] != float64(1) || src["id"] != float64(1) {
-		t.Errorf("document 1 = %v, want the row as JSON", src)
-	}
-
-	must(t, s.db.Model(&a).Update("title", "a2").Error)
-	eventually(t, "updated document", titleIs(t, s, "1", "a2"))
-
-	must(t, s.db.Delete(&b).Error) // soft delete
-	eventually(t, "soft-deleted document removed", absent(t, s, "2"))
-
-	must(t, s.db.Unscoped().Delete(&c).Error)
-	eventually(t, "deleted document removed", absent(t, s, "3"))
-
-	_ = s.db.Transaction(func(tx *gorm.DB) error {
-		must(t, tx.Create(&Product{ID: 99, Title: "rolled back"}).Error)
-		return errors.New("rollback")
-	})
-	// A marker written after the rollback: once it is indexed, the
-	// rolled-back write would have been too.
-	must(t, s.db.Create(&Product{ID: 100, Title: "marker"}).Error)
-	eventually(t, "marker", titleIs(t, s, "100", "marker"))
-	if _, _, found := doc(t, s.es, s.index, "99"); found {
-		t.Error("rolled-back row was indexed")
-	}
-	if st := h.Stats(); st.Indexed < 5 || st.Deleted < 2 || st.DeadLettered != 0 {
-		t.Errorf("stats = %+v", st)
-	}
 }
 
 // Test429Storm: whole requests and single items answered 429 end with every
 // document correct.
 func Test429Storm(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t)
-	needServer(t, s.srv)
+	es, srv := target(t)
+	needServer(t, srv)
+	s := newEngineSetup(t, engineTarget{elastic.Elasticsearch, es, srv})
 	loader, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{Table: "products"})
 	must(t, err)
 	h, err := elastic.NewHandler(s.es, loader, &elastic.Options{
@@ -251,10 +234,10 @@ func Test429Storm(t *testing.T) {
 	}
 	s.srv.FailItem(s.index, "8", http.StatusServiceUnavailable, "unavailable_shards_exception", "primary shard is not active", 2)
 	must(t, s.db.Create(&rows).Error)
-	s.run(t, h)
+	s.run(t, "products", h)
 	eventually(t, "every document correct", func() bool {
 		for i := range rows {
-			if id := fmt.Sprint(i + 1); !titleIs(t, s, id, "p"+id)() {
+			if id := fmt.Sprint(i + 1); !s.titleIs(t, id, "p"+id)() {
 				return false
 			}
 		}
@@ -272,127 +255,166 @@ type TextPrice struct {
 	Price string
 }
 
-// TestMappingErrorDeadLetters: a document the index rejects is
-// dead-lettered with its reason and the rest of the stream goes on.
+// TestMappingErrorDeadLetters: a document the index's mapping refuses is
+// dead-lettered with its reason, the engine's own error type
+// (Engine.MappingErrorType), and the rest of the stream goes on.
 func TestMappingErrorDeadLetters(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t)
-	must(t, s.db.AutoMigrate(&TextPrice{}))
-	res, err := s.es.Indices.Create(s.index, s.es.Indices.Create.WithBody(strings.NewReader(
-		`{"mappings":{"properties":{"price":{"type":"long"}}}}`)))
-	must(t, err)
-	res.Body.Close()
-	if res.IsError() {
-		t.Fatalf("create index: %s", res)
-	}
-	loader, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{Table: "text_prices"})
-	must(t, err)
-	h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index})
-	must(t, err)
-	c, err := redstream.NewConsumer(s.rdb, "text_prices", "indexer", h, &redstream.ConsumerOptions{
-		Namespace: s.ns, Block: 100 * time.Millisecond,
-	})
-	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	eachEngine(t, func(t *testing.T, tg engineTarget) {
+		s := newEngineSetup(t, tg, &TextPrice{})
+		s.createIndex(t, `{"mappings":{"properties":{"price":{"type":"long"}}}}`)
+		loader, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{Table: "text_prices"})
+		must(t, err)
+		h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index})
+		must(t, err)
+		s.run(t, "text_prices", h)
 
-	must(t, s.db.Create(&[]TextPrice{{Price: "12"}, {Price: "abc"}, {Price: "7"}}).Error)
-	must(t, s.db.Create(&TextPrice{Price: "9"}).Error) // a later batch still flows
-	eventually(t, "later documents", func() bool {
-		_, _, f4 := doc(t, s.es, s.index, "4")
-		return f4
-	})
-	for _, id := range []string{"1", "3", "4"} {
-		if _, _, found := doc(t, s.es, s.index, id); !found {
-			t.Errorf("document %s not indexed", id)
+		must(t, s.db.Create(&[]TextPrice{{Price: "12"}, {Price: "abc"}, {Price: "7"}}).Error)
+		must(t, s.db.Create(&TextPrice{Price: "9"}).Error) // a later batch still flows
+		eventually(t, "later documents", func() bool { _, _, found := s.doc(t, "4"); return found })
+		for _, id := range []string{"1", "3", "4"} {
+			if _, _, found := s.doc(t, id); !found {
+				t.Errorf("document %s not indexed", id)
+			}
 		}
-	}
-	if _, _, found := doc(t, s.es, s.index, "2"); found {
-		t.Error("poison document indexed")
-	}
-	dlq := s.keys.DeadLetter("text_prices", "indexer")
-	eventually(t, "dead letter", func() bool { return s.rdb.XLen(ctx, dlq).Val() == 1 })
-	entries, err := s.rdb.XRange(ctx, dlq, "-", "+").Result()
-	must(t, err)
-	e := entries[0].Values
-	if e["payload"] != `{"id":2}` || !strings.Contains(fmt.Sprint(e["error"]), "400") ||
-		!strings.Contains(fmt.Sprint(e["error"]), "parsing_exception") {
-		t.Errorf("dead letter = %v", e)
-	}
-	if st := h.Stats(); st.DeadLettered != 1 {
-		t.Errorf("stats = %+v", st)
-	}
+		if _, _, found := s.doc(t, "2"); found {
+			t.Error("poison document indexed")
+		}
+		ctx := context.Background()
+		dlq := s.keys.DeadLetter("text_prices", "indexer")
+		eventually(t, "dead letter", func() bool { return s.rdb.XLen(ctx, dlq).Val() == 1 })
+		entries, err := s.rdb.XRange(ctx, dlq, "-", "+").Result()
+		must(t, err)
+		e := entries[0].Values
+		want := fmt.Sprintf("document 2 rejected: 400 %s: ", tg.engine.MappingErrorType())
+		if e["payload"] != `{"id":2}` || !strings.Contains(fmt.Sprint(e["error"]), want) {
+			t.Errorf("dead letter = %v, want an error containing %q", e, want)
+		}
+		if st := h.Stats(); st.DeadLettered != 1 {
+			t.Errorf("stats = %+v", st)
+		}
+	})
 }
 
 // TestVersioning: with a version column, an older state never overwrites
 // a newer one.
 func TestVersioning(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t)
-	var mu sync.Mutex
-	state := elastic.Document{ID: "1", Source: json.RawMessage(`{"title":"new"}`), Version: 5, HasVersion: true}
-	loader := elastic.LoaderFunc(func(ctx context.Context, ids []string) ([]elastic.Document, error) {
+	eachEngine(t, func(t *testing.T, tg engineTarget) {
+		s := newEngineSetup(t, tg)
+		var mu sync.Mutex
+		state := elastic.Document{ID: "1", Source: json.RawMessage(`{"title":"new"}`), Version: 5, HasVersion: true}
+		loader := elastic.LoaderFunc(func(ctx context.Context, ids []string) ([]elastic.Document, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return []elastic.Document{state}, nil
+		})
+		h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index})
+		must(t, err)
+		batch := func() *redstream.Batch {
+			return &redstream.Batch{Stream: "products", Messages: []redstream.Message{{
+				ID: redstream.MustParseID("1-0"), Stream: "products", Payload: json.RawMessage(`{"id":1}`),
+			}}}
+		}
+		ctx := context.Background()
+		must(t, h.HandleBatch(ctx, batch()))
+		// A stale reader (a deposed worker, a slow replica) comes later with
+		// an older state.
 		mu.Lock()
-		defer mu.Unlock()
-		return []elastic.Document{state}, nil
+		state = elastic.Document{ID: "1", Source: json.RawMessage(`{"title":"old"}`), Version: 3, HasVersion: true}
+		mu.Unlock()
+		must(t, h.HandleBatch(ctx, batch()))
+		src, version, found := s.doc(t, "1")
+		if !found || src["title"] != "new" || version != 5 {
+			t.Errorf("document = %v version %d, want the newer state (version 5)", src, version)
+		}
+		if st := h.Stats(); st.Conflicts != 1 {
+			t.Errorf("stats = %+v, want one conflict", st)
+		}
+		// The same version again is accepted (replays are idempotent).
+		mu.Lock()
+		state = elastic.Document{ID: "1", Source: json.RawMessage(`{"title":"new"}`), Version: 5, HasVersion: true}
+		mu.Unlock()
+		must(t, h.HandleBatch(ctx, batch()))
+		if st := h.Stats(); st.Conflicts != 1 {
+			t.Errorf("stats = %+v, replay of an equal version must not conflict", st)
+		}
 	})
-	h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index})
-	must(t, err)
-	batch := func() *redstream.Batch {
-		return &redstream.Batch{Stream: "products", Messages: []redstream.Message{{
-			ID: redstream.MustParseID("1-0"), Stream: "products", Payload: json.RawMessage(`{"id":1}`),
-		}}}
-	}
-	ctx := context.Background()
-	must(t, h.HandleBatch(ctx, batch()))
-	// A stale reader (a deposed worker, a slow replica) comes later with
-	// an older state.
-	mu.Lock()
-	state = elastic.Document{ID: "1", Source: json.RawMessage(`{"title":"old"}`), Version: 3, HasVersion: true}
-	mu.Unlock()
-	must(t, h.HandleBatch(ctx, batch()))
-	src, version, found := doc(t, s.es, s.index, "1")
-	if !found || src["title"] != "new" || version != 5 {
-		t.Errorf("document = %v version %d, want the newer state (version 5)", src, version)
-	}
-	if st := h.Stats(); st.Conflicts != 1 {
-		t.Errorf("stats = %+v, want one conflict", st)
-	}
-	// The same version again is accepted (replays are idempotent).
-	mu.Lock()
-	state = elastic.Document{ID: "1", Source: json.RawMessage(`{"title":"new"}`), Version: 5, HasVersion: true}
-	mu.Unlock()
-	must(t, h.HandleBatch(ctx, batch()))
-	if st := h.Stats(); st.Conflicts != 1 {
-		t.Errorf("stats = %+v, replay of an equal version must not conflict", st)
-	}
 }
 
 // TestVersionColumn: the table loader reads versions from updated_at, and
 // deletes hard-deleted rows with the database clock as version.
 func TestVersionColumn(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t)
-	loader, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{
-		Table: "products", SoftDeleteColumn: "deleted_at", VersionColumn: "updated_at",
+	eachEngine(t, func(t *testing.T, tg engineTarget) {
+		s := newEngineSetup(t, tg)
+		loader, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{
+			Table: "products", SoftDeleteColumn: "deleted_at", VersionColumn: "updated_at",
+		})
+		must(t, err)
+		h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index})
+		must(t, err)
+		s.run(t, "products", h)
+		p := Product{Title: "v1"}
+		must(t, s.db.Create(&p).Error)
+		eventually(t, "v1", s.titleIs(t, "1", "v1"))
+		_, version, _ := s.doc(t, "1")
+		if want := p.UpdatedAt.UnixMicro(); version != want {
+			t.Errorf("version = %d, want updated_at in microseconds %d", version, want)
+		}
+		must(t, s.db.Model(&p).Update("title", "v2").Error)
+		eventually(t, "v2", s.titleIs(t, "1", "v2"))
+		must(t, s.db.Unscoped().Delete(&p).Error)
+		eventually(t, "deleted", s.absent(t, "1"))
 	})
-	must(t, err)
-	h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index})
-	must(t, err)
-	s.run(t, h)
-	p := Product{Title: "v1"}
-	must(t, s.db.Create(&p).Error)
-	eventually(t, "v1", titleIs(t, s, "1", "v1"))
-	_, version, _ := doc(t, s.es, s.index, "1")
-	if want := p.UpdatedAt.UnixMicro(); version != want {
-		t.Errorf("version = %d, want updated_at in microseconds %d", version, want)
-	}
-	must(t, s.db.Model(&p).Update("title", "v2").Error)
-	eventually(t, "v2", titleIs(t, s, "1", "v2"))
-	must(t, s.db.Unscoped().Delete(&p).Error)
-	eventually(t, "deleted", absent(t, s, "1"))
+}
+
+// Tenant is a row routed by its tenant.
+type Tenant struct {
+	ID        int64
+	Tenant    string
+	Title     string
+	DeletedAt gorm.DeletedAt
+}
+
+// TestRouting: documents are written, and soft-deleted, with their
+// row's routing, into an index that requires one.
+func TestRouting(t *testing.T) {
+	t.Parallel()
+	eachEngine(t, func(t *testing.T, tg engineTarget) {
+		s := newEngineSetup(t, tg, &Tenant{})
+		s.createIndex(t, `{"mappings":{"_routing":{"required":true}}}`)
+		loader, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{
+			Table: "tenants", SoftDeleteColumn: "deleted_at", RoutingColumn: "tenant",
+		})
+		must(t, err)
+		h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index})
+		must(t, err)
+		s.run(t, "tenants", h)
+
+		x, y := Tenant{Tenant: "acme", Title: "x"}, Tenant{Tenant: "globex", Title: "y"}
+		must(t, s.db.Create(&[]*Tenant{&x, &y}).Error)
+		eventually(t, "routed documents", func() bool {
+			dx, _ := s.get(t, "1", "acme")
+			dy, _ := s.get(t, "2", "globex")
+			return dx.Found && dy.Found
+		})
+		if d, _ := s.get(t, "1", "acme"); d.Routing != "acme" || d.Source["title"] != "x" {
+			t.Errorf("document 1 = %+v", d)
+		}
+		// Both engines refuse a read without the routing the index requires.
+		if _, status := s.get(t, "1", ""); status != http.StatusBadRequest {
+			t.Errorf("GET without routing: %d, want 400", status)
+		}
+		must(t, s.db.Delete(&x).Error) // soft: the row, and its routing, are still read
+		eventually(t, "soft-deleted routed document gone", func() bool {
+			_, status := s.get(t, "1", "acme")
+			return status == http.StatusNotFound
+		})
+		if st := h.Stats(); st.DeadLettered != 0 {
+			t.Errorf("stats = %+v", st)
+		}
+	})
 }
 
 func TestMessageID(t *testing.T) {
@@ -423,49 +445,53 @@ func TestMessageID(t *testing.T) {
 // requests.
 func TestBulkSplitting(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t)
-	loader, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{
-		Table: "products", Columns: []string{"id", "title"},
+	eachEngine(t, func(t *testing.T, tg engineTarget) {
+		s := newEngineSetup(t, tg)
+		loader, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{
+			Table: "products", Columns: []string{"id", "title"},
+		})
+		must(t, err)
+		h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index, MaxBulkBytes: 300, Concurrency: 3})
+		must(t, err)
+		rows := make([]Product, 40)
+		for i := range rows {
+			rows[i].Title = fmt.Sprint("p", i+1)
+		}
+		must(t, s.db.Create(&rows).Error)
+		s.run(t, "products", h)
+		eventually(t, "all documents", func() bool { return s.titleIs(t, "40", "p40")() && s.titleIs(t, "1", "p1")() })
+		src, _, _ := s.doc(t, "1")
+		if _, ok := src["price"]; ok {
+			t.Errorf("document has column price, want only id and title: %v", src)
+		}
+		if st := h.Stats(); st.Requests < 5 {
+			t.Errorf("requests = %d, want several", st.Requests)
+		}
 	})
-	must(t, err)
-	h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index, MaxBulkBytes: 300, Concurrency: 3})
-	must(t, err)
-	rows := make([]Product, 40)
-	for i := range rows {
-		rows[i].Title = fmt.Sprint("p", i+1)
-	}
-	must(t, s.db.Create(&rows).Error)
-	s.run(t, h)
-	eventually(t, "all documents", func() bool { return titleIs(t, s, "40", "p40")() && titleIs(t, s, "1", "p1")() })
-	src, _, _ := doc(t, s.es, s.index, "1")
-	if _, ok := src["price"]; ok {
-		t.Errorf("document has column price, want only id and title: %v", src)
-	}
-	if st := h.Stats(); st.Requests < 5 {
-		t.Errorf("requests = %d, want several", st.Requests)
-	}
 }
 
 // TestNewHandlerErrors: missing options are errors, not panics.
 func TestNewHandlerErrors(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t)
-	loader := elastic.LoaderFunc(func(context.Context, []string) ([]elastic.Document, error) { return nil, nil })
-	if _, err := elastic.NewHandler(s.es, loader, nil); err == nil {
-		t.Error("nil options accepted")
-	}
-	if _, err := elastic.NewHandler(s.es, nil, &elastic.Options{Index: "x"}); err == nil {
-		t.Error("nil loader accepted")
-	}
-	if _, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{Table: "nope"}); err == nil ||
-		!strings.Contains(err.Error(), "nope") {
-		t.Errorf("missing table: %v", err)
-	}
-	if _, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{
-		Table: "products", VersionColumn: "title",
-	}); err == nil || !strings.Contains(err.Error(), "version column") {
-		t.Errorf("text version column: %v", err)
-	}
+	eachEngine(t, func(t *testing.T, tg engineTarget) {
+		s := newEngineSetup(t, tg)
+		loader := elastic.LoaderFunc(func(context.Context, []string) ([]elastic.Document, error) { return nil, nil })
+		if _, err := elastic.NewHandler(s.es, loader, nil); err == nil {
+			t.Error("nil options accepted")
+		}
+		if _, err := elastic.NewHandler(s.es, nil, &elastic.Options{Index: "x"}); err == nil {
+			t.Error("nil loader accepted")
+		}
+		if _, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{Table: "nope"}); err == nil ||
+			!strings.Contains(err.Error(), "nope") {
+			t.Errorf("missing table: %v", err)
+		}
+		if _, err := elastic.NewTableLoader(context.Background(), s.sqlDB(t), elastic.TableOptions{
+			Table: "products", VersionColumn: "title",
+		}); err == nil || !strings.Contains(err.Error(), "version column") {
+			t.Errorf("text version column: %v", err)
+		}
+	})
 }
 
 // TestHandleBatchDirect: a Handler driven without a Consumer reports what

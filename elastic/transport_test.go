@@ -9,7 +9,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 
 	"github.com/redstream-go/redstream"
@@ -56,29 +55,30 @@ var _ elastic.DeleteVersioner = deleteVersionLoader{}
 // Loader that is a DeleteVersioner for the version of its deletes.
 func TestHandlerTransport(t *testing.T) {
 	t.Parallel()
-	es, _ := target(t)
-	index := "t-transport-" + testenv.RandomHex(6)
-	tr := &recordingTransport{next: es}
-	h, err := elastic.NewHandler(tr, deleteVersionLoader{}, &elastic.Options{Index: index, Refresh: "false"})
-	must(t, err)
-	b := &redstream.Batch{Stream: "products", Messages: []redstream.Message{
-		{ID: redstream.MustParseID("1-0"), Payload: json.RawMessage(`{"id":7}`)},
-	}}
-	must(t, h.HandleBatch(context.Background(), b))
-	if len(tr.reqs) != 1 {
-		t.Fatalf("requests = %q, want one bulk request", tr.reqs)
-	}
-	want := "POST /_bulk?refresh=false\n" +
-		`{"delete":{"_index":"` + index + `","_id":"7","version":42,"version_type":"external_gte"}}` + "\n"
-	if got := tr.reqs[0]; got != want {
-		t.Errorf("request =\n%s\nwant\n%s", got, want)
-	}
-	if st := h.Stats(); st.Deleted != 1 || st.Requests != 1 {
-		t.Errorf("stats = %+v, want one delete", st)
-	}
+	eachEngine(t, func(t *testing.T, tg engineTarget) {
+		index := "t-transport-" + testenv.RandomHex(6)
+		t.Cleanup(func() { deleteIndex(tg.es, index) })
+		tr := &recordingTransport{next: tg.es}
+		h, err := elastic.NewHandler(tr, deleteVersionLoader{}, &elastic.Options{Index: index, Refresh: "false"})
+		must(t, err)
+		b := &redstream.Batch{Stream: "products", Messages: []redstream.Message{
+			{ID: redstream.MustParseID("1-0"), Payload: json.RawMessage(`{"id":7}`)},
+		}}
+		must(t, h.HandleBatch(context.Background(), b))
+		if len(tr.reqs) != 1 {
+			t.Fatalf("requests = %q, want one bulk request", tr.reqs)
+		}
+		want := "POST /_bulk?refresh=false\n" +
+			`{"delete":{"_index":"` + index + `","_id":"7","version":42,"version_type":"external_gte"}}` + "\n"
+		if got := tr.reqs[0]; got != want {
+			t.Errorf("request =\n%s\nwant\n%s", got, want)
+		}
+		if st := h.Stats(); st.Deleted != 1 || st.Requests != 1 {
+			t.Errorf("stats = %+v, want one delete", st)
+		}
 
-	var nilClient *elasticsearch.Client
-	if _, err := elastic.NewHandler(nilClient, deleteVersionLoader{}, &elastic.Options{Index: index}); err == nil {
-		t.Error("a nil *elasticsearch.Client accepted")
-	}
+		if _, err := elastic.NewHandler(tg.nilClient(), deleteVersionLoader{}, &elastic.Options{Index: index}); err == nil {
+			t.Errorf("a nil %T accepted", tg.nilClient())
+		}
+	})
 }
