@@ -45,6 +45,7 @@ var sharedTests = []struct {
 	{"TestRoutingRequired", TestRoutingRequired},
 	{"TestIndexAPIs", TestIndexAPIs},
 	{"TestSearchSortAndSearchAfter", TestSearchSortAndSearchAfter},
+	{"TestSortedPaging", TestSortedPaging},
 	{"TestSearchQueries", TestSearchQueries},
 	{"TestMaxScore", TestMaxScore},
 	{"TestSearchErrors", TestSearchErrors},

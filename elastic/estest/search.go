@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 var searchParams = []string{"batched_reduce_size", "pre_filter_shard_size", "max_concurrent_shard_requests",
@@ -91,103 +92,24 @@ func handleSearch(rc *reqCtx) (int, any, *esError) {
 		return 0, nil, err
 	}
 	now := h.now()
-	type hit struct {
-		ix    *index
-		d     *docVersion
-		score float64
-		keys  []sortKey
-	}
-	var hits []hit
 	var failures []*object
 	var failErr *esError
 	shards := 0
-	terminatedEarly := false
+	var live []*index // the indices whose shard checks passed
 	for _, ix := range ixs {
 		shards += ix.shards
-		if sr.from+sr.size > ix.maxResultWindow {
-			e := errIllegalArgument("Result window is too large, from + size must be less than or equal to: [%d] but was [%d]. See the scroll api for a more efficient way to request large data sets. This limit can be set by changing the [index.max_result_window] index level setting.", ix.maxResultWindow, sr.from+sr.size)
+		if e := sr.checkIndex(ix); e != nil {
 			failures = append(failures, obj("shard", 0, "index", ix.name, "node", nodeID, "reason", e.inner()))
 			failErr = searchPhaseError(ix.name, e)
 			continue
 		}
-		if e := checkSorts(ix, sr.sorts); e != nil {
-			failures = append(failures, obj("shard", 0, "index", ix.name, "node", nodeID, "reason", e.inner()))
-			failErr = searchPhaseError(ix.name, e)
-			continue
-		}
-		if e := checkQuery(ix, sr.query); e != nil {
-			failures = append(failures, obj("shard", 0, "index", ix.name, "node", nodeID, "reason", e.inner()))
-			failErr = searchPhaseError(ix.name, e)
-			continue
-		}
-		if sr.postFilter != nil {
-			if e := checkQuery(ix, sr.postFilter); e != nil {
-				failures = append(failures, obj("shard", 0, "index", ix.name, "node", nodeID, "reason", e.inner()))
-				failErr = searchPhaseError(ix.name, e)
-				continue
-			}
-		}
-		c := &evalCtx{ix: ix}
-		collected := 0
-		for _, d := range docOrder(ix.searcher(now)) {
-			if sr.terminateAfter > 0 && collected >= sr.terminateAfter {
-				terminatedEarly = true
-				break
-			}
-			ok, score := sr.query.eval(c, d)
-			if !ok {
-				continue
-			}
-			if sr.postFilter != nil {
-				if ok, _ := sr.postFilter.eval(c, d); !ok {
-					continue
-				}
-			}
-			if sr.minScore != nil && score < *sr.minScore {
-				continue
-			}
-			collected++
-			hits = append(hits, hit{ix: ix, d: d, score: score, keys: sortKeys(ix, d, score, sr.sorts)})
-		}
+		live = append(live, ix)
 	}
 	if len(failures) > 0 && len(failures) == len(ixs) {
 		if len(failures) > 1 {
 			failErr.meta[2].Val = toAnySlice(failures)
 		}
 		return 0, nil, failErr
-	}
-	sort.SliceStable(hits, func(i, j int) bool {
-		a, b := hits[i], hits[j]
-		if len(sr.sorts) == 0 && a.score != b.score {
-			return a.score > b.score
-		}
-		if c := compareKeys(a.keys, b.keys, sr.sorts); c != 0 {
-			return c < 0
-		}
-		if a.ix.name != b.ix.name {
-			return a.ix.name < b.ix.name
-		}
-		return a.d.seqNo < b.d.seqNo
-	})
-	total := len(hits)
-	if sr.searchAfter != nil {
-		after, err := parseSearchAfter(sr.searchAfter, sr.sorts, ixs)
-		if err != nil {
-			// SearchAfterBuilder.buildFieldDoc runs on the shards.
-			names := make([]string, len(ixs))
-			for i, ix := range ixs {
-				names[i] = ix.name
-			}
-			return 0, nil, searchPhaseErrorOn(names, err)
-		}
-		n := 0
-		for _, hh := range hits {
-			if compareKeys(hh.keys, after, sr.sorts) > 0 {
-				hits[n] = hh
-				n++
-			}
-		}
-		hits = hits[:n]
 	}
 	scoreSorted := len(sr.sorts) == 0
 	for _, s := range sr.sorts {
@@ -196,23 +118,16 @@ func handleSearch(rc *reqCtx) (int, any, *esError) {
 		}
 	}
 	trackScores := scoreSorted || sr.trackScores
-	var maxScore any
-	// With size 0 the query phase collects no top hits, so no max score.
-	if trackScores && len(hits) > 0 && sr.size > 0 {
-		m := math.Inf(-1)
-		for _, hh := range hits {
-			m = math.Max(m, hh.score)
-		}
-		maxScore = m
-	}
-	if sr.from < len(hits) {
-		hits = hits[sr.from:]
+	var res *searchResult
+	if len(ixs) == 1 && len(live) == 1 && !trackScores && sr.terminateAfter == 0 && !h.fullSort {
+		res, err = sr.searchSorted(live[0], now)
 	} else {
-		hits = nil
+		res, err = sr.searchAll(live, ixs, now, trackScores, h.fullSort)
 	}
-	if len(hits) > sr.size {
-		hits = hits[:sr.size]
+	if err != nil {
+		return 0, nil, err
 	}
+	hits, total, maxScore, terminatedEarly := res.hits, res.total, res.maxScore, res.terminatedEarly
 	out := make([]any, len(hits))
 	for i, hh := range hits {
 		o := obj("_index", hh.ix.name, "_id", hh.d.id)
@@ -891,8 +806,13 @@ func handleCount(rc *reqCtx) (int, any, *esError) {
 	}
 	for _, ix := range ixs {
 		shards += ix.shards
+		docs := ix.searcher(now)
+		if _, all := q.(*matchAll); all {
+			n += len(docs)
+			continue
+		}
 		c := &evalCtx{ix: ix}
-		for _, d := range ix.searcher(now) {
+		for _, d := range docs {
 			if ok, _ := q.eval(c, d); ok {
 				n++
 			}
@@ -1030,4 +950,260 @@ func excludePaths(v any, pats [][]string) any {
 		return out
 	}
 	return v
+}
+
+// searchHit is one hit of a search: a document of an index, its score and
+// its sort keys.
+type searchHit struct {
+	ix    *index
+	d     *docVersion
+	score float64
+	keys  []sortKey
+}
+
+// searchResult is what a search found: the page of hits, the total and the
+// maximum score to report.
+type searchResult struct {
+	hits            []searchHit
+	total           int
+	maxScore        any
+	terminatedEarly bool
+}
+
+// checkIndex runs the checks Elasticsearch runs on each shard before the
+// query: the result window, the sort and the queries.
+func (sr *searchReq) checkIndex(ix *index) *esError {
+	if sr.from+sr.size > ix.maxResultWindow {
+		return errIllegalArgument("Result window is too large, from + size must be less than or equal to: [%d] but was [%d]. See the scroll api for a more efficient way to request large data sets. This limit can be set by changing the [index.max_result_window] index level setting.", ix.maxResultWindow, sr.from+sr.size)
+	}
+	if e := checkSorts(ix, sr.sorts); e != nil {
+		return e
+	}
+	if e := checkQuery(ix, sr.query); e != nil {
+		return e
+	}
+	if sr.postFilter != nil {
+		if e := checkQuery(ix, sr.postFilter); e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// matches evaluates the query, the post filter and min_score on d.
+func (sr *searchReq) matches(c *evalCtx, d *docVersion) (bool, float64) {
+	ok, score := sr.query.eval(c, d)
+	if !ok {
+		return false, 0
+	}
+	if sr.postFilter != nil {
+		if ok, _ := sr.postFilter.eval(c, d); !ok {
+			return false, 0
+		}
+	}
+	if sr.minScore != nil && score < *sr.minScore {
+		return false, 0
+	}
+	return true, score
+}
+
+// hitLess is the order of hits: the sort keys (the score first when the
+// search has no sort), then the index name, then _seq_no. It is a total
+// order: a document has one _seq_no in its index.
+func (sr *searchReq) hitLess(a, b *searchHit) bool {
+	if len(sr.sorts) == 0 && a.score != b.score {
+		return a.score > b.score
+	}
+	if c := compareKeys(a.keys, b.keys, sr.sorts); c != 0 {
+		return c < 0
+	}
+	if a.ix.name != b.ix.name {
+		return a.ix.name < b.ix.name
+	}
+	return a.d.seqNo < b.d.seqNo
+}
+
+// searchAll evaluates the query on every document of the indices and
+// returns the page of hits from..from+size in the order of hitLess. For
+// one index, the page is found with a bounded heap rather than by sorting
+// every hit (the order is total, so any selection gives the same page).
+func (sr *searchReq) searchAll(live, ixs []*index, now time.Time, trackScores, fullSort bool) (*searchResult, *esError) {
+	var hits []searchHit
+	terminatedEarly := false
+	for _, ix := range live {
+		c := &evalCtx{ix: ix}
+		collected := 0
+		docs := ix.searcher(now)
+		var order []*docVersion
+		if sr.terminateAfter > 0 || len(live) > 1 || fullSort {
+			// terminate_after stops collecting in doc id order; the hits
+			// of several indices are sorted from that order.
+			order = docOrder(docs)
+		} else {
+			order = make([]*docVersion, 0, len(docs))
+			for _, d := range docs {
+				order = append(order, d)
+			}
+		}
+		for _, d := range order {
+			if sr.terminateAfter > 0 && collected >= sr.terminateAfter {
+				terminatedEarly = true
+				break
+			}
+			ok, score := sr.matches(c, d)
+			if !ok {
+				continue
+			}
+			collected++
+			hits = append(hits, searchHit{ix: ix, d: d, score: score, keys: sortKeys(ix, d, score, sr.sorts)})
+		}
+	}
+	total := len(hits)
+	if sr.searchAfter != nil {
+		after, err := parseSearchAfter(sr.searchAfter, sr.sorts, ixs)
+		if err != nil {
+			return nil, searchAfterError(ixs, err)
+		}
+		n := 0
+		for _, hh := range hits {
+			if compareKeys(hh.keys, after, sr.sorts) > 0 {
+				hits[n] = hh
+				n++
+			}
+		}
+		hits = hits[:n]
+	}
+	var maxScore any
+	// With size 0 the query phase collects no top hits, so no max score.
+	if trackScores && len(hits) > 0 && sr.size > 0 {
+		m := math.Inf(-1)
+		for _, hh := range hits {
+			m = math.Max(m, hh.score)
+		}
+		maxScore = m
+	}
+	if len(live) > 1 || fullSort {
+		// Hits of several indices may compare values of different types
+		// (a field mapped differently): sorted as they always were.
+		sort.SliceStable(hits, func(i, j int) bool { return sr.hitLess(&hits[i], &hits[j]) })
+	} else {
+		hits = topHits(hits, sr.from+sr.size, sr.hitLess)
+	}
+	if sr.from < len(hits) {
+		hits = hits[sr.from:]
+	} else {
+		hits = nil
+	}
+	if len(hits) > sr.size {
+		hits = hits[:sr.size]
+	}
+	return &searchResult{hits: hits, total: total, maxScore: maxScore, terminatedEarly: terminatedEarly}, nil
+}
+
+// searchAfterError is the error of a search_after that does not fit the
+// sort: SearchAfterBuilder.buildFieldDoc runs on the shards.
+func searchAfterError(ixs []*index, err *esError) *esError {
+	names := make([]string, len(ixs))
+	for i, ix := range ixs {
+		names[i] = ix.name
+	}
+	return searchPhaseErrorOn(names, err)
+}
+
+// topHits returns the first k hits in the order of less, sorted. Below
+// 2k hits it sorts them all; above, it keeps the k first in a max-heap.
+func topHits(hits []searchHit, k int, less func(a, b *searchHit) bool) []searchHit {
+	if k <= 0 {
+		return nil
+	}
+	if len(hits) <= 2*k {
+		sort.Slice(hits, func(i, j int) bool { return less(&hits[i], &hits[j]) })
+		return hits[:min(k, len(hits))]
+	}
+	h := append(make([]searchHit, 0, k), hits[:k]...)
+	// heap order: h[0] is the greatest kept hit.
+	down := func(i int) {
+		for {
+			l := 2*i + 1
+			if l >= len(h) {
+				return
+			}
+			g := l
+			if r := l + 1; r < len(h) && less(&h[l], &h[r]) {
+				g = r
+			}
+			if !less(&h[i], &h[g]) {
+				return
+			}
+			h[i], h[g] = h[g], h[i]
+			i = g
+		}
+	}
+	for i := k/2 - 1; i >= 0; i-- {
+		down(i)
+	}
+	for i := k; i < len(hits); i++ {
+		if less(&hits[i], &h[0]) {
+			h[0] = hits[i]
+			down(0)
+		}
+	}
+	sort.Slice(h, func(i, j int) bool { return less(&h[i], &h[j]) })
+	return h
+}
+
+// searchSorted answers a search of one index sorted on fields (not on
+// _score, without track_scores or terminate_after) from the index's
+// sorted view: a binary search finds the search_after position, and the
+// walk from there evaluates the query until the page is full. The answer
+// is searchAll's: the view is in hitLess order, and a hit's score is not
+// reported.
+func (sr *searchReq) searchSorted(ix *index, now time.Time) (*searchResult, *esError) {
+	ix.searcher(now)
+	v := ix.sortedView(sr.sorts)
+	c := &evalCtx{ix: ix}
+	_, all := sr.query.(*matchAll)
+	all = all && sr.postFilter == nil && sr.minScore == nil
+	total := 0
+	switch {
+	case all:
+		total = len(v.entries)
+	case sr.trackTotal == 0:
+		// Not reported.
+	default:
+		// Beyond track_total_hits, only "more than" is reported.
+		limit := len(v.entries)
+		if sr.trackTotal > 0 {
+			limit = sr.trackTotal + 1
+		}
+		for i := 0; i < len(v.entries) && total < limit; i++ {
+			if ok, _ := sr.matches(c, v.entries[i].d); ok {
+				total++
+			}
+		}
+	}
+	start := 0
+	if sr.searchAfter != nil {
+		after, err := parseSearchAfter(sr.searchAfter, sr.sorts, []*index{ix})
+		if err != nil {
+			return nil, searchAfterError([]*index{ix}, err)
+		}
+		start = sort.Search(len(v.entries), func(i int) bool { return compareKeys(v.entries[i].keys, after, sr.sorts) > 0 })
+	}
+	var hits []searchHit
+	skip := sr.from
+	for i := start; i < len(v.entries) && len(hits) < sr.size; i++ {
+		e := v.entries[i]
+		if !all {
+			if ok, _ := sr.matches(c, e.d); !ok {
+				continue
+			}
+		}
+		if skip > 0 {
+			skip--
+			continue
+		}
+		hits = append(hits, searchHit{ix: ix, d: e.d, keys: e.keys})
+	}
+	return &searchResult{hits: hits, total: total}, nil
 }

@@ -99,6 +99,11 @@ type Handler struct {
 
 	maxContent int64 // http.max_content_length
 
+	// fullSort makes every search evaluate and sort every document, as
+	// the server did before it kept sorted views: the tests compare the
+	// two answers. Guarded by mu.
+	fullSort bool
+
 	routes []*route
 }
 

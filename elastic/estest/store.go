@@ -77,6 +77,9 @@ type index struct {
 	pending    []*docVersion          // writes since the last refresh, in order
 	lastSearch time.Time
 	refreshed  chan struct{} // closed (and replaced) at every refresh, for refresh=wait_for
+
+	views     []*sortedView // searchable documents in the order of recent sorts
+	viewClock uint64
 }
 
 type aliasMeta struct {
@@ -165,6 +168,9 @@ func (ix *index) waitTarget(now time.Time) (until time.Time, ch <-chan struct{})
 }
 
 func (ix *index) apply(d *docVersion) {
+	if len(ix.views) > 0 {
+		ix.noteApplied(d, ix.searchable[d.id])
+	}
 	if d.deleted {
 		delete(ix.searchable, d.id)
 	} else {
