@@ -157,7 +157,8 @@ bench: services
 
 # The products example synced by the worker for DEMO_SECONDS (default 20),
 # then a few documents and the verify result; see scripts/demo.sh.
-# DB=mysql runs it on MariaDB (MYSQL_URL).
+# DB=mysql runs it on MariaDB (MYSQL_URL); ENGINE=opensearch syncs into
+# OpenSearch (OPENSEARCH_URL, or the node of scripts/opensearch.sh).
 demo:
 	@bash scripts/demo.sh
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make demo: the products example and the redstream worker, together.
 # make demo DB=mysql: the same on MariaDB (MYSQL_URL, a mysql:// URL).
+# make demo ENGINE=opensearch: the same into OpenSearch (OPENSEARCH_URL, or
+# the project's OpenSearch node, started for the demo and stopped after).
 #
 #   1. ensures PostgreSQL, MariaDB and Redis answer (scripts/services.sh);
 #   2. creates a schema (on MySQL, a database) for the demo and its
@@ -13,7 +15,9 @@
 #
 # Elasticsearch: ELASTICSEARCH_URL when set (the demo creates and then
 # deletes its own index there); otherwise the project's in-memory test
-# server (cmd/estest-server), and the output says so.
+# server (cmd/estest-server), and the output says so. OpenSearch
+# (ENGINE=opensearch): OPENSEARCH_URL when set; otherwise the node of
+# scripts/opensearch.sh (a running one is used and left running).
 #
 # Everything the demo creates is removed on exit: background processes, the
 # schema, the Redis keys of its namespace, its index. Exits non-zero when a
@@ -30,6 +34,14 @@ postgres) BASE_DATABASE_URL=${DATABASE_URL:-postgres://redstream:redstream@127.0
 mysql) BASE_DATABASE_URL=${MYSQL_URL:-mysql://redstream:redstream@127.0.0.1:3306/redstream_test} ;;
 *)
 	echo "demo: DB=$DB: want postgres or mysql" >&2
+	exit 2
+	;;
+esac
+ENGINE=${ENGINE:-elasticsearch}
+case $ENGINE in
+elasticsearch | opensearch) ;;
+*)
+	echo "demo: ENGINE=$ENGINE: want elasticsearch or opensearch" >&2
 	exit 2
 	;;
 esac
@@ -74,7 +86,9 @@ es_pid=
 worker_pid=
 schema_created=
 es_url=${ELASTICSEARCH_URL:-}
+[[ $ENGINE == opensearch ]] && es_url=${OPENSEARCH_URL:-}
 es_is_test_server=
+node_started=
 
 cleanup() {
 	local code=$?
@@ -98,6 +112,9 @@ cleanup() {
 	if [[ -n $es_url && -z $es_is_test_server ]]; then
 		curl -fsS -X DELETE "$es_url/$index" >/dev/null 2>&1 && echo "deleted index $index"
 	fi
+	if [[ -n $node_started ]]; then
+		bash scripts/opensearch.sh stop >/dev/null && echo "stopped the OpenSearch node"
+	fi
 	rm -rf "$work"
 	if ((code != 0)); then
 		echo "demo: FAILED (exit $code)" >&2
@@ -115,13 +132,27 @@ say "building"
 "$GO" build -o "$work/redstream" ./cmd/redstream
 "$GO" build -o "$work/products" ./examples/products
 echo "built redstream and the products app"
-if [[ -z $es_url ]]; then
+if [[ -z $es_url && $ENGINE == elasticsearch ]]; then
 	"$GO" build -o "$work/estest-server" ./cmd/estest-server
 	echo "built estest-server"
 fi
 
-say "Elasticsearch"
-if [[ -z $es_url ]]; then
+if [[ $ENGINE == opensearch ]]; then
+	say "OpenSearch"
+	if [[ -z $es_url ]]; then
+		if es_url=$(bash scripts/opensearch.sh status 2>/dev/null | sed -n 's/^OPENSEARCH_URL=//p') && [[ -n $es_url ]]; then
+			echo "using the running OpenSearch node at $es_url (left running)"
+		else
+			echo "OPENSEARCH_URL is not set: starting the project's OpenSearch node (scripts/opensearch.sh)"
+			node_started=1
+			es_url=$(bash scripts/opensearch.sh start | sed -n 's/^OPENSEARCH_URL=//p' | tail -n 1)
+			[[ -n $es_url ]] || die "the OpenSearch node did not start"
+		fi
+	fi
+	curl -fsS "$es_url/" >/dev/null || die "OpenSearch at $es_url does not answer"
+	echo "using OpenSearch at $es_url, index $index"
+elif [[ -z $es_url ]]; then
+	say "Elasticsearch"
 	"$work/estest-server" -listen 127.0.0.1:0 -url-file "$work/es-url" >"$work/estest.log" 2>&1 &
 	es_pid=$!
 	for _ in $(seq 100); do
@@ -139,6 +170,7 @@ the worker uses, from memory. Run "ELASTICSEARCH_URL=http://host:9200 make demo"
 to sync into a real cluster.
 EOF
 else
+	say "Elasticsearch"
 	curl -fsS "$es_url/" >/dev/null || die "Elasticsearch at $es_url does not answer"
 	echo "using Elasticsearch at $es_url (ELASTICSEARCH_URL), index $index"
 fi
@@ -165,6 +197,10 @@ sed -e "s|^\(  namespace:\).*|\1 $namespace|" \
 	-e "s|^\(    mapping:\).*|\1 $PWD/examples/products/mapping.json|" \
 	-e "s|^\(  listen:\).*|\1 127.0.0.1:0|" \
 	examples/products/redstream.yaml >"$work/redstream.yaml"
+if [[ $ENGINE == opensearch ]]; then
+	# The one line that points the worker at OpenSearch.
+	sed -i -e 's|^elasticsearch:$|elasticsearch:\n  engine: opensearch|' "$work/redstream.yaml"
+fi
 export DATABASE_URL=$database_url REDIS_URL ELASTICSEARCH_URL=$es_url
 
 redstream() { "$work/redstream" "$@" --config "$work/redstream.yaml"; }
@@ -204,7 +240,7 @@ if [[ $DB == mysql ]]; then
 else
 	rows=$(psql -X -qtA "$BASE_DATABASE_URL" -c "SELECT count(*) || ' rows, ' || count(deleted_at) || ' soft-deleted' FROM $schema.products")
 fi
-echo "$DB: $rows; Elasticsearch: $(curl -fsS "$es_url/$index/_count" | sed 's/.*"count":\([0-9]*\).*/\1/') documents"
+echo "$DB: $rows; $ENGINE: $(curl -fsS "$es_url/$index/_count" | sed 's/.*"count":\([0-9]*\).*/\1/') documents"
 
 say "redstream status"
 redstream status
