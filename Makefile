@@ -128,6 +128,8 @@ lint:
 # side in every pass rather than one after the other's five counts; then
 # benchstat prints the medians, and the keep/ack variants side by side.
 # BENCH=none skips the Go benchmarks, BENCH_SCENARIOS=none the command.
+# The engines scenario (in all) runs with the OpenSearch node of
+# scripts/opensearch.sh.
 # BENCH_SHORT=1 is a quick pass: one count, short bench times, and the
 # command's -short (3 runs, smaller sizes) unless those are set.
 BENCH ?= .
@@ -152,7 +154,7 @@ bench: services
 		if grep -q '/delay=' bench.out; then $(BENCHSTAT) -col /delay -filter '/delay:(keep OR ack)' bench.out; fi; \
 	fi
 	@if [[ "$(BENCH_SCENARIOS)" != none ]]; then \
-		$(GO) run ./internal/bench $(if $(BENCH_RUNS),-runs $(BENCH_RUNS)) $(BENCH_FLAGS) $(BENCH_SCENARIOS) | tee bench-figures.out; \
+		$(if $(filter all engines,$(BENCH_SCENARIOS)),bash scripts/opensearch.sh run )$(GO) run ./internal/bench $(if $(BENCH_RUNS),-runs $(BENCH_RUNS)) $(BENCH_FLAGS) $(BENCH_SCENARIOS) | tee bench-figures.out; \
 	fi
 
 # The products example synced by the worker for DEMO_SECONDS (default 20),
