@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -63,20 +64,47 @@ func (n *osNode) do(t *testing.T, method, path, body string) (int, string) {
 	return res.StatusCode, string(b)
 }
 
-// title returns the title of document id, and whether it exists.
-func (n *osNode) title(t *testing.T, id uint64) (string, bool) {
+// osDoc is a document of the node as GET _doc returns it.
+type osDoc struct {
+	Version int64 `json:"_version"`
+	Source  struct {
+		Title string
+		Price int64
+	} `json:"_source"`
+}
+
+// doc returns document id, and whether it exists.
+func (n *osNode) doc(t *testing.T, id uint64) (osDoc, bool) {
 	t.Helper()
 	code, body := n.do(t, "GET", fmt.Sprintf("/%s/_doc/%d", n.index, id), "")
+	var d osDoc
 	if code == http.StatusNotFound {
-		return "", false
-	}
-	var d struct {
-		Source struct{ Title string } `json:"_source"`
+		return d, false
 	}
 	if code != http.StatusOK || json.Unmarshal([]byte(body), &d) != nil {
 		t.Fatalf("GET document %d: %d %s", id, code, body)
 	}
-	return d.Source.Title, true
+	return d, true
+}
+
+// title returns the title of document id, and whether it exists.
+func (n *osNode) title(t *testing.T, id uint64) (string, bool) {
+	t.Helper()
+	d, ok := n.doc(t, id)
+	return d.Source.Title, ok
+}
+
+// newOSFixture is newFixture pointed at an index of the test's own on the
+// OpenSearch node, with elasticsearch.engine: opensearch.
+func newOSFixture(t *testing.T, streamYAML string) (*fixture, *osNode) {
+	t.Helper()
+	url := openSearchURL(t)
+	f := newFixture(t, streamYAML)
+	node := newOSNode(t, url, f.ns)
+	f.editConfig(t, "    index: products\n", "    index: "+node.index+"\n")
+	f.editConfig(t, "elasticsearch:\n", "elasticsearch:\n  engine: opensearch\n")
+	f.vars["ELASTICSEARCH_URL"] = url
+	return f, node
 }
 
 // TestOpenSearchWorker runs the binary against the real OpenSearch node,
@@ -139,6 +167,15 @@ streams:
 		c, _ := node.title(t, gone.ID)
 		return a == "green tea" && b == "cake" && c == "gone"
 	})
+	// version_column: the document's external version is the row's
+	// updated_at (as stored, in microseconds).
+	var stored product
+	if err := f.db.WithContext(ctx).First(&stored, tea.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := node.doc(t, tea.ID); d.Version != stored.UpdatedAt.UnixMicro() {
+		t.Errorf("document %d has version %d, want updated_at in microseconds %d", tea.ID, d.Version, stored.UpdatedAt.UnixMicro())
+	}
 	if err := f.db.WithContext(ctx).Delete(&gone).Error; err != nil { // soft
 		t.Fatal(err)
 	}
@@ -211,6 +248,69 @@ streams:
 	}
 }
 
+// TestOpenSearchDeadLetters: the dead-letter commands on the node's
+// dead letters. Two documents the mapping refuses are dead-lettered with
+// OpenSearch's mapper_parsing_exception; one row is fixed behind the
+// worker's back, and dlq replay --all sends both back through the worker:
+// the fixed one is indexed, the other dead-lettered again, as a new entry
+// with the engine's error. dlq drop then removes that one for good.
+func TestOpenSearchDeadLetters(t *testing.T) {
+	t.Parallel()
+	f, node := newOSFixture(t, "    delay: 1h\n")
+	// price is a byte: a price above 127 does not fit.
+	writeFile(t, filepath.Dir(f.config), "bytes.json", `{"mappings":{"properties":{"id":{"type":"long"},"title":{"type":"text"},"price":{"type":"byte"}}}}`)
+	f.editConfig(t, "    mapping: products.json\n", "    mapping: bytes.json\n")
+	w := startBin(t, f.vars, "worker", "--config", f.config)
+	waitReady(t, f.listen)
+
+	fixed, dropped, fine := product{Title: "fixed", Price: 1000}, product{Title: "dropped", Price: 2000}, product{Title: "fine", Price: 1}
+	f.create(t, &fixed, &dropped, &fine)
+	eventually(t, "two dead letters", func() bool { return len(f.dlqEntries(t)) == 2 })
+	eventually(t, "the document the mapping takes", func() bool { title, _ := node.title(t, fine.ID); return title == "fine" })
+	dl := f.dlqEntries(t)
+	for i, p := range []product{fixed, dropped} {
+		if d := dl[i]; d.Attempts != "1" || !strings.Contains(d.Error, "mapper_parsing_exception") ||
+			string(d.Payload) != fmt.Sprintf(`{"id":%d}`, p.ID) {
+			t.Fatalf("dead letter %d: %+v; want product %d's, with mapper_parsing_exception", i, d, p.ID)
+		}
+	}
+
+	first := []string{dl[0].DLQID, dl[1].DLQID}
+
+	plain := f.db.Session(&gorm.Session{NewDB: true}) // no message queued
+	if err := plain.Exec("UPDATE products SET price = 9, updated_at = now() WHERE id = ?", fixed.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	r := runBin(t, f.vars, "dlq", "replay", "--all", "--config", f.config, "--stream", "products")
+	if r.code != 0 || !strings.Contains(r.stdout, "replayed 2 dead-lettered messages") {
+		t.Fatalf("dlq replay --all: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	eventually(t, "the fixed row's document", func() bool { d, ok := node.doc(t, fixed.ID); return ok && d.Source.Price == 9 })
+	eventually(t, "the still-refused document dead-lettered again", func() bool { dl = f.dlqEntries(t); return len(dl) == 1 })
+	again := dl[0]
+	if slices.Contains(first, again.DLQID) || !strings.Contains(again.Error, "mapper_parsing_exception") ||
+		string(again.Payload) != fmt.Sprintf(`{"id":%d}`, dropped.ID) || again.Attempts != "1" {
+		t.Fatalf("dead letter after the replay: %+v; want a new one for product %d, with mapper_parsing_exception", again, dropped.ID)
+	}
+
+	r = runBin(t, f.vars, "dlq", "drop", "--id", again.DLQID, "--config", f.config, "--stream", "products")
+	if r.code != 0 || !strings.Contains(r.stdout, "dropped 1 dead-lettered message") {
+		t.Fatalf("dlq drop: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if dl := f.dlqEntries(t); len(dl) != 0 {
+		t.Errorf("dead letters after the drop: %+v", dl)
+	}
+	if st := f.status(t); st[0].Consumers[0].DeadLetters != 0 {
+		t.Errorf("status: %d dead letters after the drop", st[0].Consumers[0].DeadLetters)
+	}
+	if _, ok := node.doc(t, dropped.ID); ok {
+		t.Errorf("the dropped document %d is indexed", dropped.ID)
+	}
+	if code := w.stop(t); code != 0 {
+		t.Fatalf("exit code after SIGTERM: %d\n%s", code, w.stderr.String())
+	}
+}
+
 // TestOpenSearchEngineMismatch: a worker pointed at a cluster of the other
 // engine stops at start with a message that names the line to change.
 func TestOpenSearchEngineMismatch(t *testing.T) {
@@ -234,12 +334,7 @@ func TestOpenSearchEngineMismatch(t *testing.T) {
 // then finds the two in sync.
 func TestOpenSearchBackfill(t *testing.T) {
 	t.Parallel()
-	url := openSearchURL(t)
-	f := newFixture(t, "    soft_delete_column: deleted_at\n    version_column: updated_at\n    batch_size: 3\n")
-	node := newOSNode(t, url, f.ns)
-	f.editConfig(t, "    index: products\n", "    index: "+node.index+"\n")
-	f.editConfig(t, "elasticsearch:\n", "elasticsearch:\n  engine: opensearch\n")
-	f.vars["ELASTICSEARCH_URL"] = url
+	f, node := newOSFixture(t, "    soft_delete_column: deleted_at\n    version_column: updated_at\n    batch_size: 3\n")
 	plain := f.insertRows(t, 10)
 	if err := plain.Exec("UPDATE products SET deleted_at = now() WHERE id = 4").Error; err != nil {
 		t.Fatal(err)
