@@ -417,6 +417,74 @@ func TestRouting(t *testing.T) {
 	})
 }
 
+// TestPipeline: with Options.Pipeline, indexed documents go through the
+// ingest pipeline (deletes need none), with their external versions; a
+// pipeline that does not exist fails each document, which is
+// dead-lettered with the engine's reason, and creates no index.
+func TestPipeline(t *testing.T) {
+	t.Parallel()
+	eachEngine(t, func(t *testing.T, tg engineTarget) {
+		s := newEngineSetup(t, tg)
+		ctx := context.Background()
+		pipeline := s.index + "-tag"
+		res, err := esapi.IngestPutPipelineRequest{PipelineID: pipeline, Body: strings.NewReader(
+			`{"processors":[{"set":{"field":"synced_by","value":"redstream"}},{"set":{"field":"price","value":0,"override":false}}]}`,
+		)}.Do(ctx, s.es)
+		must(t, err)
+		res.Body.Close()
+		if res.IsError() {
+			t.Fatalf("PUT pipeline: %s", res.Status())
+		}
+		t.Cleanup(func() {
+			if res, err := (esapi.IngestDeletePipelineRequest{PipelineID: pipeline}).Do(context.Background(), s.es); err == nil {
+				res.Body.Close()
+			}
+		})
+		loader, err := elastic.NewTableLoader(ctx, s.sqlDB(t), elastic.TableOptions{
+			Table: "products", Columns: []string{"id", "title", "updated_at"}, VersionColumn: "updated_at",
+		})
+		must(t, err)
+		h, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: s.index, Pipeline: pipeline})
+		must(t, err)
+		s.run(t, "products", h)
+
+		a, b := Product{Title: "a", Price: 7}, Product{Title: "b"}
+		must(t, s.db.Create(&[]*Product{&a, &b}).Error)
+		eventually(t, "documents through the pipeline", func() bool { return s.titleIs(t, "1", "a")() && s.titleIs(t, "2", "b")() })
+		src, version, _ := s.doc(t, "1")
+		if src["synced_by"] != "redstream" || src["price"] != float64(0) || version != a.UpdatedAt.UnixMicro() {
+			t.Errorf("document 1 = %v, version %d; want the pipeline's fields and version %d", src, version, a.UpdatedAt.UnixMicro())
+		}
+		must(t, s.db.Unscoped().Delete(&b).Error)
+		eventually(t, "deleted document gone", s.absent(t, "2"))
+		if st := h.Stats(); st.DeadLettered != 0 {
+			t.Errorf("stats = %+v", st)
+		}
+
+		// A pipeline that does not exist: each document is dead-lettered
+		// with the engine's reason, and no index is created.
+		missing := s.index + "-none"
+		hm, err := elastic.NewHandler(s.es, loader, &elastic.Options{Index: missing, Pipeline: s.index + "-nope"})
+		must(t, err)
+		t.Cleanup(func() { deleteIndex(s.es, missing) })
+		batch := &redstream.Batch{Stream: "products", Messages: []redstream.Message{
+			{ID: redstream.MustParseID("1-0"), Stream: "products", Payload: json.RawMessage(`{"id":1}`)},
+		}}
+		must(t, hm.HandleBatch(ctx, batch))
+		dead := batch.DeadLettered()[batch.Messages[0].ID]
+		want := "400 illegal_argument_exception: pipeline with id [" + s.index + "-nope] does not exist"
+		if dead == nil || !strings.Contains(dead.Error(), want) {
+			t.Errorf("dead letter %v, want one containing %q", dead, want)
+		}
+		res, err = esapi.IndicesExistsRequest{Index: []string{missing}}.Do(ctx, s.es)
+		must(t, err)
+		res.Body.Close()
+		if res.StatusCode != http.StatusNotFound {
+			t.Errorf("HEAD %s: %d, want 404: a failed pipeline creates no index", missing, res.StatusCode)
+		}
+	})
+}
+
 func TestMessageID(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

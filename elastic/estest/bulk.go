@@ -55,7 +55,7 @@ func handleBulk(rc *reqCtx) (int, any, *esError) {
 	}
 	h.mu.Lock()
 	now := h.now()
-	errors := false
+	errors, ingested := false, false
 	touched := map[*index]bool{}
 	results := make([]writeResult, len(ops))
 	for i, op := range ops {
@@ -63,6 +63,12 @@ func handleBulk(rc *reqCtx) (int, any, *esError) {
 		if results[i].ix != nil && results[i].err == nil {
 			touched[results[i].ix] = true
 		}
+		ingested = ingested || results[i].ingested
+	}
+	// ingest_took: the pipelines' time, there when a document named one.
+	ingestTook := int64(-1)
+	if ingested {
+		ingestTook = 0
 	}
 	var waits []waitTarget
 	for ix := range touched {
@@ -83,29 +89,41 @@ func handleBulk(rc *reqCtx) (int, any, *esError) {
 		items := bulkItemTree(ops, results, refresh == "true")
 		h.mu.Unlock()
 		h.waitForRefresh(rc, waits)
-		return 200, obj("errors", errors, "took", rc.tookMillis(), "items", items), nil
+		out := obj("errors", errors, "took", rc.tookMillis())
+		if ingestTook >= 0 {
+			out.set("ingest_took", ingestTook)
+		}
+		out.set("items", items)
+		return 200, out, nil
 	}
 	buf := renderBulkItems(ops, results, refresh == "true")
 	h.mu.Unlock()
 	h.waitForRefresh(rc, waits)
-	return 200, bulkResponse(buf, errors, rc.tookMillis()), nil
+	return 200, bulkResponse(buf, errors, rc.tookMillis(), ingestTook), nil
 }
 
 // rawResponse is a response body already rendered.
 type rawResponse []byte
 
 // bulkHeadroom is the room renderBulkItems leaves in front of the items
-// for the head of the response, {"errors":false,"took":N,"items":.
-const bulkHeadroom = 64
+// for the head of the response,
+// {"errors":false,"took":N,"ingest_took":N,"items":.
+const bulkHeadroom = 96
 
 // bulkResponse completes the rendered items into the body writeJSON gives
-// for obj("errors", errors, "took", took, "items", items).
-func bulkResponse(buf []byte, errors bool, took int64) rawResponse {
+// for obj("errors", errors, "took", took, "items", items), with
+// "ingest_took" before the items when ingestTook is not negative (as
+// BulkResponse writes it when the request went through ingest).
+func bulkResponse(buf []byte, errors bool, took, ingestTook int64) rawResponse {
 	head := make([]byte, 0, bulkHeadroom)
 	head = append(head, `{"errors":`...)
 	head = strconv.AppendBool(head, errors)
 	head = append(head, `,"took":`...)
 	head = strconv.AppendInt(head, took, 10)
+	if ingestTook >= 0 {
+		head = append(head, `,"ingest_took":`...)
+		head = strconv.AppendInt(head, ingestTook, 10)
+	}
 	head = append(head, `,"items":`...)
 	start := bulkHeadroom - len(head)
 	copy(buf[start:], head)

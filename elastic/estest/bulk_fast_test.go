@@ -126,13 +126,20 @@ func TestRenderBulkItemsAgreesWithTree(t *testing.T) {
 	}
 	for _, refreshed := range []bool{false, true} {
 		for _, errors := range []bool{false, true} {
-			want := marshal(obj("errors", errors, "took", int64(17), "items", bulkItemTree(ops, results, refreshed)))
-			got := bulkResponse(renderBulkItems(ops, results, refreshed), errors, 17)
-			if !bytes.Equal(got, want) {
-				t.Errorf("refreshed=%v:\n got %s\nwant %s", refreshed, got, want)
-			}
-			if !json.Valid(got) {
-				t.Errorf("invalid JSON: %s", got)
+			for _, ingestTook := range []int64{-1, 0, 1<<63 - 1} {
+				head := obj("errors", errors, "took", int64(1<<63-1))
+				if ingestTook >= 0 {
+					head.set("ingest_took", ingestTook)
+				}
+				head.set("items", bulkItemTree(ops, results, refreshed))
+				want := marshal(head)
+				got := bulkResponse(renderBulkItems(ops, results, refreshed), errors, 1<<63-1, ingestTook)
+				if !bytes.Equal(got, want) {
+					t.Errorf("refreshed=%v ingest_took %d:\n got %s\nwant %s", refreshed, ingestTook, got, want)
+				}
+				if !json.Valid(got) {
+					t.Errorf("invalid JSON: %s", got)
+				}
 			}
 		}
 	}

@@ -86,6 +86,14 @@
 //     remove_index, applied atomically, is_write_index), GET _alias, writes
 //     through an alias with one index or a write index, reads through aliases,
 //     comma lists, wildcards and _all.
+//   - Ingest pipelines: PUT, GET and DELETE _ingest/pipeline/{id} with
+//     the definition errors of ConfigurationUtils. An index or create action
+//     naming a pipeline (on the action, as the bulk request's default or on
+//     the single-document API) runs it before the write reaches its index,
+//     so a document whose pipeline does not exist ("pipeline with id [x]
+//     does not exist") or fails creates no index; "_none" and deletes skip
+//     it; the bulk answer then has "ingest_took". Only the set processor is
+//     implemented (field, with dotted paths; a literal value; override).
 //   - A request body over http.max_content_length (100mb) gets 413 with an
 //     empty body; like Elasticsearch's HTTP layer, which answers before any
 //     REST handler runs, that response has no X-Elastic-Product header.
@@ -100,7 +108,8 @@
 // PUT|POST /{index}/_mapping, GET [/{index}]/_settings,
 // PUT|GET|HEAD|DELETE /{index}, PUT|POST /{index}/_doc/{id}, POST /{index}/_doc,
 // GET|HEAD|DELETE /{index}/_doc/{id}, PUT|POST /{index}/_create/{id},
-// POST /{index}/_update/{id}, GET|HEAD /{index}/_source/{id}.
+// POST /{index}/_update/{id}, GET|HEAD /{index}/_source/{id},
+// GET /_ingest/pipeline[/{id}], PUT|DELETE /_ingest/pipeline/{id}.
 //
 // # What is not implemented
 //
@@ -128,10 +137,16 @@
 //   - Sorting supports document fields of the checked types, _score, _doc,
 //     _seq_no and _index, asc/desc, missing and unmapped_type, min/max modes;
 //     not scripts, geo distance or nested sorts. search_after works on these.
-//   - Scripted updates, ingest pipelines (any pipeline other than _none fails
-//     its item with "pipeline with id [x] does not exist"), data streams,
-//     index templates, dynamic templates, runtime fields, security, tasks and
-//     the cat, snapshot and cluster settings APIs do not exist.
+//   - Scripted updates, data streams, index templates, dynamic templates,
+//     runtime fields, security, tasks and the cat, snapshot and cluster
+//     settings APIs do not exist. Of ingest, every processor but set, and
+//     conditions, failure handlers and templated values are not
+//     implemented (a pipeline naming them is refused as such), nor are an
+//     update through a pipeline and the simulate API; the
+//     index.default_pipeline and index.final_pipeline settings are
+//     accepted and ignored. A source a pipeline changed is written
+//     in its original key order, the new keys last; Elasticsearch writes
+//     it from a hash map, in an order of its own.
 //   - The refresh model is per index and lazy; wait_for_active_shards and
 //     timeouts are validated and otherwise ignored.
 //   - Reasons that quote Jackson's own parse errors (malformed JSON) and a

@@ -53,6 +53,8 @@ var sharedTests = []struct {
 	{"TestSortOnIDIsRejected", TestSortOnIDIsRejected},
 	{"TestSortOnTextIsRejected", TestSortOnTextIsRejected},
 	{"TestFilterPath", TestFilterPath},
+	{"TestIngestPipelines", TestIngestPipelines},
+	{"TestIngestPipelineErrors", TestIngestPipelineErrors},
 }
 
 // TestOpenSearch runs the shared protocol tests against the real OpenSearch

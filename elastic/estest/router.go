@@ -119,6 +119,11 @@ func (h *Handler) buildRoutes() []*route {
 	add("/_settings", handleGetSettings, "GET")
 	add("/{index}/_settings", handleGetSettings, "GET")
 
+	add("/_ingest/pipeline", handleGetPipeline, "GET")
+	add("/_ingest/pipeline/{id}", handleGetPipeline, "GET")
+	add("/_ingest/pipeline/{id}", handlePutPipeline, "PUT")
+	add("/_ingest/pipeline/{id}", handleDeletePipeline, "DELETE")
+
 	add("/{index}", handleCreateIndex, "PUT")
 	add("/{index}", handleGetIndex, "GET")
 	add("/{index}", handleIndexExists, "HEAD")

@@ -83,8 +83,10 @@ type Handler struct {
 	mu      sync.Mutex // guards the cluster state below
 	indices map[string]*index
 	aliases map[string]map[string]*aliasMeta // alias -> index -> meta
-	clockMu sync.Mutex
-	offset  time.Duration // added to the wall clock (AdvanceClock)
+	// pipelines are the ingest pipelines, by id.
+	pipelines map[string]*pipeline
+	clockMu   sync.Mutex
+	offset    time.Duration // added to the wall clock (AdvanceClock)
 
 	faultMu   sync.Mutex
 	reject    int
@@ -118,6 +120,7 @@ func NewHandler() *Handler {
 	h := &Handler{
 		indices:    map[string]*index{},
 		aliases:    map[string]map[string]*aliasMeta{},
+		pipelines:  map[string]*pipeline{},
 		itemFails:  map[string]*itemFault{},
 		maxContent: maxContentLength,
 	}

@@ -437,6 +437,9 @@ type writeResult struct {
 	result  string // created, updated, deleted, not_found, noop
 	status  int
 	err     *esError
+	// ingested: the write went through an ingest pipeline (or failed
+	// for want of one).
+	ingested bool
 }
 
 const (
@@ -574,6 +577,11 @@ func nextVersion(op *writeOp, cur *docVersion) int64 {
 // execWrite performs one write. The caller holds h.mu.
 func (h *Handler) execWrite(op *writeOp, now time.Time) writeResult {
 	res := writeResult{index: op.index, id: op.id}
+	// The ingest service runs a document's pipeline before the write goes
+	// to its index: a document the pipeline fails creates no index.
+	if res.ingested, res.err = h.ingest(op); res.err != nil {
+		return res
+	}
 	// Deletes do not auto-create an index unless they use external versioning
 	// (TransportBulkAction).
 	create := op.kind != "delete" || op.versionType != "internal"
@@ -591,10 +599,6 @@ func (h *Handler) execWrite(op *writeOp, now time.Time) writeResult {
 			res.err = errIllegalArgument("if _id is specified it must not be empty")
 			return res
 		}
-	}
-	if op.hasPipeline && op.pipeline != "_none" {
-		res.err = errIllegalArgument("pipeline with id [%s] does not exist", op.pipeline)
-		return res
 	}
 	if op.routing == "" && ix.mapping.routingRequired() {
 		res.err = errRoutingMissing(ix.name, op.id)
