@@ -333,6 +333,13 @@ func TestWorkerStopsWithSilentHTTPClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	// The server accepts connections in the order they were made: once a
+	// request on a later connection is answered, the silent one has been
+	// accepted (and is tracked by the server), not left in the listener's
+	// backlog, which a stop would merely reset.
+	if code, _ := httpGet("http://" + f.listen + "/readyz"); code != 200 {
+		t.Fatalf("/readyz: %d", code)
+	}
 	if code := w.stop(t); code != 0 {
 		t.Errorf("exit code after SIGTERM with a silent HTTP client: %d\n%s", code, w.stderr.String())
 	}
