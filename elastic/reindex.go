@@ -185,11 +185,14 @@ type ReindexResult struct {
 // column. The live consumer writes through the alias: to the old index
 // until the swap, to the new one after. The changes it wrote to the old
 // index just before the swap are in the streams before the swap's end,
-// which the reindex replays after the swap; a write the consumer and the
-// replay make of one document at that time reads the row at the moment
-// of writing, and the consumer's later messages of the row follow. The
-// swap removes the alias from the old index with must_exist, so it
-// applies only if nobody moved the alias meanwhile.
+// which the reindex replays after the swap. Then the replay and the live
+// consumer write the same documents into the new index, each reading the
+// row before writing it, so without a version column a state the replay
+// read before the consumer's could land after it: the replay appends the
+// changes it wrote after the swap to the streams again, and the live
+// consumer, reading each row once more after the replay's write, writes
+// the document last. The swap removes the alias from the old index with
+// must_exist, so it applies only if nobody moved the alias meanwhile.
 //
 // The state (phase, new index, backfill cursor, replay positions) lives
 // in Redis, and a lock excludes a second reindex of the stream: Run, run
@@ -467,13 +470,49 @@ func (r *Reindexer) replay(ctx context.Context, st *state, h *Handler, upTo map[
 				return total, err
 			}
 		}
-		n, err := r.replayStream(ctx, st, h, s, end, added)
+		// After the swap (upTo set), the live consumer writes the same
+		// documents: the replay republishes what it wrote.
+		n, err := r.replayStream(ctx, st, h, s, end, added, upTo != nil)
 		total += n
 		if err != nil {
 			return total, err
 		}
 	}
 	return total, nil
+}
+
+// republish appends the changes of a batch the replay wrote after the
+// swap to the stream key again, one entry per document with the payload
+// it had. After the swap the live consumer writes the same documents as
+// the replay, into the same index, and each reads its row before it
+// writes: without a version column nothing refuses an older state, so the
+// replay's write of a row it read before the consumer did could land
+// last. The live consumer handles the copies after the replay's writes
+// completed, so the last write of each document reads its row last.
+// Every consumer of the stream receives these changes once more, as at
+// least once delivery allows.
+func (r *Reindexer) republish(ctx context.Context, key string, b *redstream.Batch) error {
+	dead := b.DeadLettered()
+	seen := make(map[string]bool, len(b.Messages))
+	pipe := r.rdb.Pipeline()
+	for _, m := range b.Messages {
+		if _, ok := dead[m.ID]; ok {
+			continue // refused: the live consumer dead-letters the original
+		}
+		id, err := MessageID(m.Payload)
+		if err != nil || seen[id] {
+			continue
+		}
+		seen[id] = true
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []any{"payload", string(m.Payload)}})
+	}
+	if pipe.Len() == 0 {
+		return nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("elastic: republish the replayed changes to %s: %w", key, err)
+	}
+	return nil
 }
 
 // hold returns the position of the reindex's hold on stream s.
@@ -493,8 +532,9 @@ func (r *Reindexer) hold(ctx context.Context, s string) (redstream.ID, error) {
 // knows the counter at the hold, it checks that no entry in between was
 // removed: every entry after the hold is the reindex's to replay, and the
 // trimmers keep them, but one that does not honour holds (the Ruby gem's,
-// an older version's) would not.
-func (r *Reindexer) replayStream(ctx context.Context, st *state, h *Handler, s string, end redstream.ID, added int64) (int64, error) {
+// an older version's) would not. With republish, each page's changes are
+// appended to the stream again once written (see republish).
+func (r *Reindexer) replayStream(ctx context.Context, st *state, h *Handler, s string, end redstream.ID, added int64, republish bool) (int64, error) {
 	pos, err := r.hold(ctx, s)
 	if err != nil {
 		return 0, err
@@ -526,6 +566,13 @@ func (r *Reindexer) replayStream(ctx context.Context, st *state, h *Handler, s s
 		if len(b.Messages) > 0 {
 			if err := h.HandleBatch(ctx, b); err != nil {
 				return n, fmt.Errorf("elastic: replay %s after %s: %w", s, pos, err)
+			}
+			// Before the hold moves on: a run killed in between replays
+			// the page, and republishes it, again.
+			if republish {
+				if err := r.republish(ctx, key, b); err != nil {
+					return n, err
+				}
 			}
 		}
 		last := entries[len(entries)-1].ID
