@@ -167,6 +167,35 @@ func ExampleBackfill() {
 	// {"id":2500,"title":"product 2500"}
 }
 
+// A backfill into an index the worker is syncing at the same time, with
+// no version column: RequeueChanged queues the rows that changed while a
+// page was in flight again, so that the worker writes them last.
+func ExampleRequeueChanged() {
+	ctx := context.Background()
+	db, err := sql.Open("pgx", "postgres://app@localhost/shop")
+	if err != nil {
+		log.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
+	es, err := elasticsearch.NewDefaultClient()
+	if err != nil {
+		log.Fatal(err)
+	}
+	loader, err := elastic.NewTableLoader(ctx, db, elastic.TableOptions{Table: "products"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	h, err := elastic.NewHandler(es, loader, &elastic.Options{Index: "products"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// The worker consumes the stream "products" in the namespace "shop".
+	guarded := elastic.RequeueChanged(h, rdb, redstream.NewKeys("shop"), []string{"products"})
+	if _, err := elastic.Backfill(ctx, db, guarded, elastic.BackfillOptions{Table: "products"}); err != nil {
+		log.Fatal(err)
+	}
+}
+
 // Verify compares a table with its index; with a Repair function it also
 // fixes what differs, here at once with the Handler (Requeue hands the ids
 // to the stream's worker instead).

@@ -81,10 +81,17 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 		res.Last = c
 		fmt.Fprintf(e.stderr, "redstream backfill: resuming an interrupted run after key %s (--restart starts over)\n", c)
 	}
+	// A worker may be writing the same index: without a version column,
+	// the rows changed while a page was in flight are queued again after
+	// it, so that the worker writes them last.
+	var bh redstream.Handler = h
+	if s.VersionColumn == "" {
+		bh = elastic.RequeueChanged(h, svc.rdb, redstream.NewKeys(cfg.Redis.Namespace), s.Streams())
+	}
 	prog := newProgressBar(e.stderr, "backfill "+s.Name)
 	start := time.Now()
 	before := h.Stats()
-	res, err = elastic.Backfill(ctx, svc.db, h, elastic.BackfillOptions{
+	res, err = elastic.Backfill(ctx, svc.db, bh, elastic.BackfillOptions{
 		Table:      s.Table,
 		PrimaryKey: s.PrimaryKey,
 		Stream:     s.Name,

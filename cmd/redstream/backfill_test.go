@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,4 +137,48 @@ func TestBackfillInterrupted(t *testing.T) {
 		!strings.Contains(out, "redstream backfill: stopped (interrupted) before any row was indexed; run the same command again to start") {
 		t.Errorf("stopped while connecting: exit %d\n%s", code, out)
 	}
+}
+
+// TestBackfillBesideWorker: a backfill while the worker runs, without a
+// version column. Row 3 changes after the backfill read its page and the
+// worker writes the change before the page's write arrives: the backfill
+// queues the change again after the page, and the worker writes the row's
+// state last.
+func TestBackfillBesideWorker(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "    batch_size: 5\n")
+	for i := 1; i <= 10; i++ {
+		if err := f.db.Create(&product{Title: fmt.Sprint("p", i), Price: int64(i)}).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	startBin(t, f.vars, "worker", "--config", f.config)
+	eventually(t, "the worker to sync the rows", func() bool { title, _ := docTitle(f.es, 10); return title == "p10" })
+	var once sync.Once
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if strings.HasSuffix(r.URL.Path, "/_bulk") && bytes.Contains(body, []byte(`"_id":"3"`)) {
+			once.Do(func() {
+				if err := f.db.Model(&product{ID: 3}).Update("title", "changed during the backfill").Error; err != nil {
+					t.Error(err)
+				}
+				eventually(t, "the worker to write the change", func() bool {
+					title, _ := docTitle(f.es, 3)
+					return title == "changed during the backfill"
+				})
+			})
+		}
+		f.es.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	vars := maps.Clone(f.vars)
+	vars["ELASTICSEARCH_URL"] = proxy.URL
+	if r := runBin(t, vars, "backfill", "--config", f.config, "--stream", "products"); r.code != exitOK {
+		t.Fatalf("backfill: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	eventually(t, "document 3 to hold the row's title", func() bool {
+		title, _ := docTitle(f.es, 3)
+		return title == "changed during the backfill"
+	})
 }
