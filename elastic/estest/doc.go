@@ -154,6 +154,15 @@
 //     with, Elasticsearch's wording; ?pretty output is indented JSON but not
 //     byte-identical to Elasticsearch's pretty printer.
 //
+// # Cost
+//
+// A search of one index sorted on fields (not on _score, without
+// track_scores or terminate_after) is answered from the index's documents
+// kept in the order of that sort and brought up to date at each refresh:
+// paging through a large index with search_after or from/size costs each
+// page about its own hits, not a sort of the index. Other searches
+// evaluate and order every document. Answers are the same either way.
+//
 // # Fault injection
 //
 // RejectNext (whole-request 429 es_rejected_execution_exception), FailNext
