@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -120,7 +121,7 @@ func handleSearch(rc *reqCtx) (int, any, *esError) {
 	trackScores := scoreSorted || sr.trackScores
 	var res *searchResult
 	if len(ixs) == 1 && len(live) == 1 && !trackScores && sr.terminateAfter == 0 && !h.fullSort {
-		res, err = sr.searchSorted(live[0], now)
+		res, err = sr.searchSorted(&h.mu, live[0], now)
 	} else {
 		res, err = sr.searchAll(live, ixs, now, trackScores, h.fullSort)
 	}
@@ -505,26 +506,41 @@ type sortKey struct {
 }
 
 func sortKeys(ix *index, d *docVersion, score float64, sorts []sortSpec) []sortKey {
+	return sortKeysTyped(ix.name, sortTypes(ix, sorts), d, score, sorts)
+}
+
+// sortTypes returns the type each sorted field has in ix's mapping (its
+// unmapped_type when it has none).
+func sortTypes(ix *index, sorts []sortSpec) []string {
+	types := make([]string, len(sorts))
+	for i, s := range sorts {
+		types[i] = s.unmappedType
+		if f := ix.mapping.lookup(s.field); f != nil {
+			types[i] = f.typ
+		}
+	}
+	return types
+}
+
+// sortKeysTyped returns d's sort keys in the index named index whose
+// sorted fields have types. It reads only d, which never changes once
+// written, so it may run without the Handler's lock.
+func sortKeysTyped(index string, types []string, d *docVersion, score float64, sorts []sortSpec) []sortKey {
 	keys := make([]sortKey, len(sorts))
 	for i, s := range sorts {
-		keys[i] = sortKeyOf(ix, d, score, s)
+		keys[i] = sortKeyOf(index, types[i], d, score, s)
 	}
 	return keys
 }
 
-func sortKeyOf(ix *index, d *docVersion, score float64, s sortSpec) sortKey {
+func sortKeyOf(index, typ string, d *docVersion, score float64, s sortSpec) sortKey {
 	switch s.field {
 	case "_score":
 		return sortKey{cmp: score, out: score}
 	case "_doc", "_shard_doc", "_seq_no":
 		return sortKey{cmp: d.seqNo, out: d.seqNo}
 	case "_index":
-		return sortKey{cmp: ix.name, out: ix.name}
-	}
-	f := ix.mapping.lookup(s.field)
-	typ := s.unmappedType
-	if f != nil {
-		typ = f.typ
+		return sortKey{cmp: index, out: index}
 	}
 	vals := d.indexed()[s.field]
 	useMax := s.mode == "max" || (s.mode != "min" && s.desc)
@@ -1158,9 +1174,9 @@ func topHits(hits []searchHit, k int, less func(a, b *searchHit) bool) []searchH
 // walk from there evaluates the query until the page is full. The answer
 // is searchAll's: the view is in hitLess order, and a hit's score is not
 // reported.
-func (sr *searchReq) searchSorted(ix *index, now time.Time) (*searchResult, *esError) {
+func (sr *searchReq) searchSorted(mu *sync.Mutex, ix *index, now time.Time) (*searchResult, *esError) {
 	ix.searcher(now)
-	v := ix.sortedView(sr.sorts)
+	v := ix.sortedView(mu, sr.sorts)
 	c := &evalCtx{ix: ix}
 	_, all := sr.query.(*matchAll)
 	all = all && sr.postFilter == nil && sr.minScore == nil

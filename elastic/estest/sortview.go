@@ -2,7 +2,10 @@ package estest
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
+	"sync"
 )
 
 // A sortedView keeps an index's searchable documents in the order of one
@@ -19,11 +22,13 @@ import (
 // resolves, so a view is keyed by the sort and by those types; a mapping
 // change that gives a sorted field a type rebuilds it.
 type sortedView struct {
-	sig     string // the sort and its field types
-	entries []viewEntry
-	added   []*docVersion // documents made searchable since the entries were merged
-	removed []*docVersion // documents no longer searchable since then
-	used    uint64        // the index's view clock at the last use
+	sig      string // the sort and its field types
+	entries  []viewEntry
+	size     int           // documents when it was built, for noteApplied while building
+	building chan struct{} // closed when the entries are built; nil then
+	added    []*docVersion // documents made searchable since the entries were merged
+	removed  []*docVersion // documents no longer searchable since then
+	used     uint64        // the index's view clock at the last use
 }
 
 type viewEntry struct {
@@ -35,34 +40,45 @@ type viewEntry struct {
 // used goes first).
 const maxViews = 4
 
-// viewSig names a sort as the view of ix caches it: the sort options and
-// the type each sorted field has in ix's mapping now.
-func viewSig(ix *index, sorts []sortSpec) string {
-	types := make([]string, len(sorts))
-	for i, s := range sorts {
-		types[i] = s.unmappedType
-		if f := ix.mapping.lookup(s.field); f != nil {
-			types[i] = f.typ
-		}
-	}
+// viewSig names a sort as the view of an index caches it: the sort
+// options and the types of the sorted fields in the index's mapping.
+func viewSig(sorts []sortSpec, types []string) string {
 	return fmt.Sprintf("%#v %q", sorts, types)
 }
 
 // sortedView returns the view of ix's searchable documents for sorts,
-// built or brought up to date. sorts must not sort on _score.
-func (ix *index) sortedView(sorts []sortSpec) *sortedView {
-	sig := viewSig(ix, sorts)
-	ix.viewClock++
-	for _, v := range ix.views {
-		if v.sig == sig {
-			v.used = ix.viewClock
-			if !v.catchUp(ix, sorts) {
-				v.entries = ix.viewEntries(sorts)
-			}
-			return v
+// built or brought up to date. sorts must not sort on _score. mu is the
+// Handler's lock, held by the caller: a view is built without it (the
+// sort keys of every document computed, and sorted), so that a first
+// sorted search of a large index does not stop every other request; the
+// refreshes made meanwhile are recorded and merged in once mu is held
+// again, so the view returned is the index's state at that moment.
+func (ix *index) sortedView(mu *sync.Mutex, sorts []sortSpec) *sortedView {
+	types := sortTypes(ix, sorts)
+	sig := viewSig(sorts, types)
+	for {
+		ix.viewClock++
+		i := slices.IndexFunc(ix.views, func(v *sortedView) bool { return v.sig == sig })
+		if i < 0 {
+			break
 		}
+		v := ix.views[i]
+		v.used = ix.viewClock
+		if v.building != nil {
+			// Another search builds it: wait for it, then look again.
+			ch := v.building
+			mu.Unlock()
+			<-ch
+			mu.Lock()
+			continue
+		}
+		if !v.catchUp(ix, sorts, types) {
+			v.entries = buildEntries(ix.name, types, slices.Collect(maps.Values(ix.searchable)), sorts)
+		}
+		return v
 	}
-	v := &sortedView{sig: sig, entries: ix.viewEntries(sorts), used: ix.viewClock}
+	docs := slices.Collect(maps.Values(ix.searchable))
+	v := &sortedView{sig: sig, used: ix.viewClock, size: len(docs), building: make(chan struct{})}
 	if len(ix.views) >= maxViews {
 		oldest := 0
 		for i, w := range ix.views {
@@ -70,17 +86,39 @@ func (ix *index) sortedView(sorts []sortSpec) *sortedView {
 				oldest = i
 			}
 		}
-		ix.views = append(ix.views[:oldest], ix.views[oldest+1:]...)
+		ix.views = slices.Delete(ix.views, oldest, oldest+1)
 	}
 	ix.views = append(ix.views, v)
+	hook := ix.onBuild
+	mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	entries := buildEntries(ix.name, types, docs, sorts)
+	mu.Lock()
+	v.entries = entries
+	close(v.building)
+	v.building = nil
+	if !slices.Contains(ix.views, v) {
+		// Dropped while it was built (evicted, or too many changes): the
+		// changes since the snapshot were not all recorded.
+		v.added, v.removed = nil, nil
+		v.entries = buildEntries(ix.name, types, slices.Collect(maps.Values(ix.searchable)), sorts)
+		return v
+	}
+	if !v.catchUp(ix, sorts, types) {
+		v.entries = buildEntries(ix.name, types, slices.Collect(maps.Values(ix.searchable)), sorts)
+	}
 	return v
 }
 
-// viewEntries returns ix's searchable documents with their keys, sorted.
-func (ix *index) viewEntries(sorts []sortSpec) []viewEntry {
-	out := make([]viewEntry, 0, len(ix.searchable))
-	for _, d := range ix.searchable {
-		out = append(out, viewEntry{d: d, keys: sortKeys(ix, d, 0, sorts)})
+// buildEntries returns docs with their keys, sorted. It reads only the
+// documents, which never change once written, and may run without the
+// Handler's lock.
+func buildEntries(index string, types []string, docs []*docVersion, sorts []sortSpec) []viewEntry {
+	out := make([]viewEntry, len(docs))
+	for i, d := range docs {
+		out[i] = viewEntry{d: d, keys: sortKeysTyped(index, types, d, 0, sorts)}
 	}
 	sortEntries(out, sorts)
 	return out
@@ -112,7 +150,7 @@ func (ix *index) noteApplied(d, old *docVersion) {
 		if !d.deleted {
 			v.added = append(v.added, d)
 		}
-		if len(v.added)+len(v.removed) > len(v.entries)/2+4096 {
+		if len(v.added)+len(v.removed) > max(len(v.entries), v.size)/2+4096 {
 			continue
 		}
 		ix.views[n] = v
@@ -125,7 +163,7 @@ func (ix *index) noteApplied(d, old *docVersion) {
 // catchUp merges the recorded changes into the entries. It reports false
 // when a removed document is not where its keys say it is, which would
 // be a bug; the caller then builds the entries again.
-func (v *sortedView) catchUp(ix *index, sorts []sortSpec) bool {
+func (v *sortedView) catchUp(ix *index, sorts []sortSpec, types []string) bool {
 	if len(v.added) == 0 && len(v.removed) == 0 {
 		return true
 	}
@@ -144,11 +182,11 @@ func (v *sortedView) catchUp(ix *index, sorts []sortSpec) bool {
 			delete(gone, d)
 			continue
 		}
-		adds = append(adds, viewEntry{d: d, keys: sortKeys(ix, d, 0, sorts)})
+		adds = append(adds, viewEntry{d: d, keys: sortKeysTyped(ix.name, types, d, 0, sorts)})
 	}
 	drop := make([]int, 0, len(gone))
 	for d := range gone {
-		e := viewEntry{d: d, keys: sortKeys(ix, d, 0, sorts)}
+		e := viewEntry{d: d, keys: sortKeysTyped(ix.name, types, d, 0, sorts)}
 		i := sort.Search(len(v.entries), func(i int) bool { return !entryLess(v.entries[i], e, sorts) })
 		if i == len(v.entries) || v.entries[i].d != d {
 			return false

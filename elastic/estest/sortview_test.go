@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -443,4 +444,147 @@ func TestSortedPaging(t *testing.T) {
 	}
 	expectEq(t, "walk with a refresh between pages", got, want)
 	expectEq(t, "_count", call(t, c, "POST", "/"+idx+"/_count", "").num("count"), int64(31))
+}
+
+// TestSortedViewsUnderConcurrentWrites runs sorted searches on several
+// sorts (more than an index keeps views for) while writers update the
+// index and refresh it, so that views are built without the lock while
+// refreshes go on, waited for, evicted and merged; then, once the writes
+// have stopped, each sort's answer is the full sort's.
+func TestSortedViewsUnderConcurrentWrites(t *testing.T) {
+	t.Parallel()
+	h := NewHandler()
+	serve := func(method, path, body string) (int, string) {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/x-ndjson")
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	var b bytes.Buffer
+	for i := range 20_000 {
+		fmt.Fprintf(&b, `{"index":{"_index":"items","_id":"%d"}}`+"\n"+`{"key":%d,"rank":%d,"name":"n%d"}`+"\n", i, i, i%13, i%101)
+	}
+	if code, body := serve("POST", "/_bulk?refresh=true", b.String()); code != 200 {
+		t.Fatalf("bulk: %d %.300s", code, body)
+	}
+	sorts := []string{
+		`[{"key":"asc"}]`, `[{"key":"desc"}]`, `[{"rank":"asc"},{"key":"desc"}]`,
+		`[{"name.keyword":"desc"},{"key":"asc"}]`, `[{"rank":"desc"},{"name.keyword":"asc"},{"key":"asc"}]`, `["_doc"]`,
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rnd := rand.New(rand.NewPCG(uint64(w), 15))
+			for range 30 {
+				var b bytes.Buffer
+				for range 50 {
+					id := rnd.IntN(21_000)
+					if rnd.IntN(5) == 0 {
+						fmt.Fprintf(&b, `{"delete":{"_index":"items","_id":"%d"}}`+"\n", id)
+						continue
+					}
+					fmt.Fprintf(&b, `{"index":{"_index":"items","_id":"%d"}}`+"\n"+`{"key":%d,"rank":%d,"name":"n%d"}`+"\n", id, rnd.IntN(40_000), rnd.IntN(13), rnd.IntN(101))
+				}
+				if code, body := serve("POST", "/_bulk?refresh=true", b.String()); code != 200 {
+					errs <- fmt.Errorf("bulk: %d %.300s", code, body)
+					return
+				}
+			}
+		}()
+	}
+	for s := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 12 {
+				q := `{"size":50,"_source":false,"sort":` + sorts[(s+i)%len(sorts)] + `}`
+				if code, body := serve("POST", "/items/_search", q); code != 200 {
+					errs <- fmt.Errorf("search %s: %d %.300s", q, code, body)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for _, sort := range sorts {
+		q := `{"size":200,"_source":false,"sort":` + sort + `,"track_total_hits":true}`
+		h.mu.Lock()
+		h.fullSort = true
+		h.mu.Unlock()
+		_, want := serve("POST", "/items/_search", q)
+		h.mu.Lock()
+		h.fullSort = false
+		h.mu.Unlock()
+		_, got := serve("POST", "/items/_search", q)
+		if got, want = tookField.ReplaceAllString(got, ""), tookField.ReplaceAllString(want, ""); got != want {
+			t.Fatalf("sort %s\nanswered %s\nwant     %s", sort, clip(got), clip(want))
+		}
+	}
+}
+
+// TestSortedViewBuiltDuringWrites: the writes and refreshes made while a
+// view is built (without the lock) are in the answer of the search that
+// built it and of the next ones.
+func TestSortedViewBuiltDuringWrites(t *testing.T) {
+	t.Parallel()
+	h := NewHandler()
+	serve := func(method, path, body string) string {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/x-ndjson")
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Errorf("%s %s: %d %.300s", method, path, rec.Code, rec.Body.String())
+		}
+		return tookField.ReplaceAllString(rec.Body.String(), "")
+	}
+	var b bytes.Buffer
+	for i := range 100 {
+		fmt.Fprintf(&b, `{"index":{"_index":"items","_id":"%d"}}`+"\n"+`{"key":%d}`+"\n", i, i)
+	}
+	serve("POST", "/_bulk?refresh=true", b.String())
+	builds := 0
+	h.mu.Lock()
+	h.indices["items"].onBuild = func() {
+		builds++
+		// Moves 5 to the end, deletes 7, adds 100 at the start.
+		serve("POST", "/_bulk?refresh=true", `{"index":{"_index":"items","_id":"5"}}`+"\n"+`{"key":500}`+"\n"+
+			`{"delete":{"_index":"items","_id":"7"}}`+"\n"+
+			`{"index":{"_index":"items","_id":"100"}}`+"\n"+`{"key":-1}`+"\n")
+	}
+	h.mu.Unlock()
+	q := `{"size":200,"_source":false,"sort":[{"key":"asc"}]}`
+	got := serve("POST", "/items/_search", q)
+	if builds != 1 {
+		t.Fatalf("%d views built", builds)
+	}
+	h.mu.Lock()
+	h.indices["items"].onBuild = nil
+	h.fullSort = true
+	h.mu.Unlock()
+	want := serve("POST", "/items/_search", q)
+	if got != want {
+		t.Fatalf("the search that built the view answered %s\nwant %s", clip(got), clip(want))
+	}
+	h.mu.Lock()
+	h.fullSort = false
+	h.mu.Unlock()
+	if got := serve("POST", "/items/_search", q); got != want {
+		t.Fatalf("the next search answered %s\nwant %s", clip(got), clip(want))
+	}
+	if !strings.Contains(want, `"_id":"100"`) || strings.Contains(want, `"_id":"7"`) {
+		t.Fatalf("the writes made during the build are not in %s", clip(want))
+	}
 }

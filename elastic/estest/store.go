@@ -80,6 +80,7 @@ type index struct {
 
 	views     []*sortedView // searchable documents in the order of recent sorts
 	viewClock uint64
+	onBuild   func() // tests: called while a view is built, without the lock
 }
 
 type aliasMeta struct {
