@@ -67,6 +67,8 @@ func runReindex(ctx context.Context, cfg *config, rep *report) error {
 	rep.declare(figure{name: "updates/offered", unit: "/s", desc: "updates offered per second during the reindex (open loop)"})
 	rep.declare(figure{name: "updates", unit: "/s", desc: "updates done per second during the reindex", higherBetter: true, limit: "updates/offered"})
 	rep.declare(figure{name: "updates/behind", unit: "", desc: "updates offered but not done when the reindex ended"})
+	rep.declare(figure{name: "updates/p50", unit: "ms", desc: "time of one update (UPDATE committed, message queued) during the reindex: median"})
+	rep.declare(figure{name: "updates/p99", unit: "ms", desc: "the same: 99th percentile"})
 	for run := range cfg.runs {
 		if err := rep.run(run, func() error { return reindexRun(ctx, cfg, rep, bin) }); err != nil {
 			return err
@@ -260,6 +262,10 @@ streams:
 	rep.add("updates/offered", float64(offered1-offered0)/took.Seconds())
 	rep.add("updates", float64(done1-done0)/took.Seconds())
 	rep.add("updates/behind", float64(offered1-done1))
+	if lat := w.latency(p.started, p.ended); len(lat) > 0 {
+		rep.add("updates/p50", lat[len(lat)/2].Seconds()*1000)
+		rep.add("updates/p99", percentile(lat, 0.99).Seconds()*1000)
+	}
 	return nil
 }
 
@@ -278,6 +284,28 @@ type updates struct {
 
 	mu       sync.Mutex
 	firstErr error
+	took     []timedUpdate
+}
+
+// timedUpdate is when an update started and how long it took (the UPDATE
+// committed and its message queued).
+type timedUpdate struct {
+	start time.Time
+	took  time.Duration
+}
+
+// latency returns the times of the updates started in [from, to], sorted.
+func (u *updates) latency(from, to time.Time) []time.Duration {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []time.Duration
+	for _, t := range u.took {
+		if !t.start.Before(from) && !t.start.After(to) {
+			out = append(out, t.took)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // updateWriters is the writers of the pool: enough that the commit
@@ -294,6 +322,7 @@ func startUpdates(ctx context.Context, db *sql.DB, producer *redstream.Producer,
 		go func() {
 			defer u.wg.Done()
 			for i := range jobs {
+				start := time.Now()
 				id := 1 + (i*7919)%int64(rows)
 				if _, err := db.ExecContext(ctx, `UPDATE items SET price = price + 1, updated_at = clock_timestamp() WHERE id = $1`, id); err != nil {
 					u.fail(ctx, err)
@@ -304,6 +333,9 @@ func startUpdates(ctx context.Context, db *sql.DB, producer *redstream.Producer,
 					continue
 				}
 				u.done.Add(1)
+				u.mu.Lock()
+				u.took = append(u.took, timedUpdate{start: start, took: time.Since(start)})
+				u.mu.Unlock()
 			}
 		}()
 	}
