@@ -505,10 +505,6 @@ type sortKey struct {
 	out any
 }
 
-func sortKeys(ix *index, d *docVersion, score float64, sorts []sortSpec) []sortKey {
-	return sortKeysTyped(ix.name, sortTypes(ix, sorts), d, score, sorts)
-}
-
 // sortTypes returns the type each sorted field has in ix's mapping (its
 // unmapped_type when it has none).
 func sortTypes(ix *index, sorts []sortSpec) []string {
@@ -1048,6 +1044,7 @@ func (sr *searchReq) searchAll(live, ixs []*index, now time.Time, trackScores, f
 	terminatedEarly := false
 	for _, ix := range live {
 		c := &evalCtx{ix: ix}
+		types := sortTypes(ix, sr.sorts)
 		collected := 0
 		docs := ix.searcher(now)
 		var order []*docVersion
@@ -1071,7 +1068,7 @@ func (sr *searchReq) searchAll(live, ixs []*index, now time.Time, trackScores, f
 				continue
 			}
 			collected++
-			hits = append(hits, searchHit{ix: ix, d: d, score: score, keys: sortKeys(ix, d, score, sr.sorts)})
+			hits = append(hits, searchHit{ix: ix, d: d, score: score, keys: sortKeysTyped(ix.name, types, d, score, sr.sorts)})
 		}
 	}
 	total := len(hits)
