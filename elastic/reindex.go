@@ -43,6 +43,9 @@ const ReindexHolder = "reindex"
 // ReindexConsumer is the consumer name of the batches a reindex replays.
 const ReindexConsumer = "reindex"
 
+// DefaultReplayBatch is the default of ReindexOptions.ReplayBatch.
+const DefaultReplayBatch = 1000
+
 // Reindex errors.
 var (
 	// ErrReindexRunning is returned, wrapped with the holder of its lock,
@@ -84,9 +87,20 @@ type ReindexOptions struct {
 	// Handler configures the handler that writes the new index; Index is
 	// set to the new index. Default: the handler's defaults.
 	Handler *Options
-	// PageSize is the backfill's and the verification's page size, and
-	// the replay's batch size. Default: DefaultPageSize.
+	// PageSize is the backfill's and the verification's page size; the
+	// replay moves on to the verification once a pass over the streams
+	// finds at most this many changes. Default: DefaultPageSize.
 	PageSize int
+	// ReplayBatch is the most messages the replay reads and writes in one
+	// batch. Default: DefaultReplayBatch, or PageSize when larger.
+	//
+	// The replay keeps up with the writes only while a batch takes less
+	// time than the writes need to add ReplayBatch changes: a batch's
+	// rows are read in one query and written in one bulk request (split
+	// by Handler's MaxBulkBytes), the changes of a row repeated in it
+	// read once, so a large batch replays far more changes a second than
+	// a page would, on a loaded or remote cluster above all.
+	ReplayBatch int
 	// KeepOld keeps the old index after the swap. Default: false (it is
 	// deleted once the swap is done and the last changes are replayed).
 	KeepOld bool
@@ -220,13 +234,14 @@ func NewReindexer(rdb redis.UniversalClient, db *sql.DB, es esapi.Transport, loa
 	if opts.Name == "" || opts.Alias == "" || opts.Table == "" {
 		return nil, errors.New("elastic: ReindexOptions.Name, Alias and Table are required")
 	}
-	if opts.PageSize < 0 || opts.LockTTL < 0 {
+	if opts.PageSize < 0 || opts.ReplayBatch < 0 || opts.LockTTL < 0 {
 		return nil, errors.New("elastic: ReindexOptions has a negative value")
 	}
 	if len(opts.Streams) == 0 {
 		opts.Streams = []string{opts.Name}
 	}
 	opts.PageSize = cmp.Or(opts.PageSize, DefaultPageSize)
+	opts.ReplayBatch = cmp.Or(opts.ReplayBatch, max(DefaultReplayBatch, opts.PageSize))
 	opts.LockTTL = cmp.Or(opts.LockTTL, redstream.DefaultLockTTL)
 	log := cmp.Or(opts.Logger, slog.Default()).With("stream", opts.Name, "alias", opts.Alias)
 	return &Reindexer{rdb: rdb, db: db, es: es, loader: loader, opts: opts, keys: redstream.NewKeys(opts.Namespace), log: log, added: map[string]int64{}}, nil
@@ -544,7 +559,7 @@ func (r *Reindexer) replayStream(ctx context.Context, st *state, h *Handler, s s
 	key := r.keys.Stream(s)
 	var n int64
 	for pos.Less(end) {
-		entries, err := r.rdb.XRangeN(ctx, key, "("+pos.String(), end.String(), int64(r.opts.PageSize)).Result()
+		entries, err := r.rdb.XRangeN(ctx, key, "("+pos.String(), end.String(), int64(r.opts.ReplayBatch)).Result()
 		if err != nil {
 			return n, fmt.Errorf("elastic: read stream %s: %w", s, err)
 		}

@@ -351,15 +351,23 @@ func (h *hooked) Perform(r *http.Request) (*http.Response, error) {
 // Reindexer of it whose requests go through a hooked transport.
 type reindexFixture struct {
 	*engineSetup
-	sqlDB  *sql.DB
-	alias  string
-	old    string
-	loader *elastic.TableLoader
-	live   *elastic.Handler // writes through the alias
-	tr     *hooked
+	sqlDB    *sql.DB
+	alias    string
+	old      string
+	loader   *elastic.TableLoader
+	live     *elastic.Handler    // writes through the alias
+	consumer *redstream.Consumer // the live consumer, when the test runs one
+	tr       *hooked
 }
 
 func newReindexFixture(t *testing.T, tg engineTarget, rows int) *reindexFixture {
+	t.Helper()
+	return newVersionedReindexFixture(t, tg, rows, "")
+}
+
+// newVersionedReindexFixture is newReindexFixture with version as the
+// version column ("" for none).
+func newVersionedReindexFixture(t *testing.T, tg engineTarget, rows int, version string) *reindexFixture {
 	t.Helper()
 	s := newEngineSetup(t, tg, &Product{})
 	ctx := context.Background()
@@ -367,7 +375,7 @@ func newReindexFixture(t *testing.T, tg engineTarget, rows int) *reindexFixture 
 	t.Cleanup(func() { deleteIndexes(s.es, f.alias+"-*") })
 	must(t, elastic.CreateAliasedIndex(ctx, s.es, f.old, nil, f.alias))
 	var err error
-	f.loader, err = elastic.NewTableLoader(ctx, f.sqlDB, elastic.TableOptions{Table: "products", SoftDeleteColumn: "deleted_at"})
+	f.loader, err = elastic.NewTableLoader(ctx, f.sqlDB, elastic.TableOptions{Table: "products", SoftDeleteColumn: "deleted_at", VersionColumn: version})
 	must(t, err)
 	f.live, err = elastic.NewHandler(s.es, f.loader, &elastic.Options{Index: f.alias})
 	must(t, err)
@@ -377,6 +385,17 @@ func newReindexFixture(t *testing.T, tg engineTarget, rows int) *reindexFixture 
 	_, err = elastic.Backfill(ctx, f.sqlDB, f.live, elastic.BackfillOptions{Table: "products"})
 	must(t, err)
 	return f
+}
+
+// caughtUp waits until the live consumer has committed the last entry of
+// the stream.
+func (f *reindexFixture) caughtUp(t *testing.T) {
+	t.Helper()
+	end, err := f.rdb.XInfoStream(context.Background(), f.keys.Stream("products")).Result()
+	must(t, err)
+	eventually(t, "the live consumer to catch up", func() bool {
+		return f.consumer.Stats().Committed.String() == end.LastGeneratedID
+	})
 }
 
 // reindexer returns a Reindexer of the fixture's alias through its hooked
@@ -399,12 +418,16 @@ func (f *reindexFixture) phase() string {
 	return f.rdb.HGet(context.Background(), f.keys.Reindex("products"), "phase").Val()
 }
 
-// checkNew refreshes the alias and checks it points at index alone and
+// checkNew checks the alias points at index alone, waits for the live
+// consumer (when one runs) to catch up, refreshes the alias and checks
 // that every row has its document there.
 func (f *reindexFixture) checkNew(t *testing.T, index string) {
 	t.Helper()
 	if got := aliasTargets(t, f.es, f.alias); !slices.Equal(got, []string{index}) {
 		t.Fatalf("alias points at %v, want [%s]", got, index)
+	}
+	if f.consumer != nil {
+		f.caughtUp(t)
 	}
 	refreshIndex(t, f.es, f.alias)
 	checkDocs(t, f.engineSetup, f.alias)
@@ -478,6 +501,108 @@ func TestReindexSwapGap(t *testing.T) {
 		}
 		res, err := f.reindexer(t, elastic.ReindexOptions{}).Run(ctx)
 		must(t, err)
+		f.checkNew(t, res.Index)
+	})
+}
+
+// TestReindexLiveConsumerWritesLast: after the swap the reindex replays
+// the changes the live consumer may have written to the old index just
+// before it, while the consumer writes the new index too. Here a row
+// changes just before the swap, and changes once more after the reindex
+// read it for that replay, the running consumer writing that last change
+// to the new index before the replay's write lands: the new index must
+// still end with the row's last state, with no version column (the
+// replay's older state lands last) and with one after a soft delete, which
+// leaves the version unchanged (external_gte takes the replay's equal
+// version and brings the document back). The replay republishes what it
+// wrote after the swap, and the consumer writes those rows last
+// (TestReindexReplayRacesLiveConsumer plays the consumer's part by hand).
+func TestReindexLiveConsumerWritesLast(t *testing.T) {
+	t.Parallel()
+	eachEngine(t, func(t *testing.T, tg engineTarget) {
+		for _, tc := range []struct {
+			name, version string
+			last          func(db *gorm.DB) error
+		}{
+			{"no version, an update", "", func(db *gorm.DB) error {
+				return db.Model(&Product{ID: 5}).Update("title", "the last state").Error
+			}},
+			{"version, a soft delete", "updated_at", func(db *gorm.DB) error {
+				return db.Delete(&Product{ID: 5}).Error
+			}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				f := newVersionedReindexFixture(t, tg, 10, tc.version)
+				f.consumer = f.run(t, "products", f.live)
+				ctx := context.Background()
+				var before, finishing sync.Once
+				var raced atomic.Bool
+				f.tr.before = func(r *http.Request, body string) error {
+					if isSwap(r) {
+						before.Do(func() {
+							must(t, f.db.Model(&Product{ID: 5}).Update("title", "just before the swap").Error)
+						})
+					}
+					if f.phase() == elastic.PhaseSwapped && isBulkTo(r, body, f.phaseIndex()) && strings.Contains(body, `"_id":"5"`) {
+						// The replay has read row 5 after the swap.
+						finishing.Do(func() {
+							raced.Store(true)
+							must(t, tc.last(f.db))
+							f.caughtUp(t)
+						})
+					}
+					return nil
+				}
+				res, err := f.reindexer(t, elastic.ReindexOptions{}).Run(ctx)
+				must(t, err)
+				f.tr.before = nil
+				if !raced.Load() {
+					t.Fatal("the replay after the swap never wrote row 5")
+				}
+				f.checkNew(t, res.Index)
+			})
+		}
+	})
+}
+
+// TestReindexReplayKeepsUp: writes that add more changes while the replay
+// writes each batch than a page holds (20 new rows with each replayed
+// bulk, pages of 25) still let the replay catch up and the reindex end: a
+// batch replays the changes waiting up to ReplayBatch, not a page of them,
+// so a pass finds fewer changes than the last.
+func TestReindexReplayKeepsUp(t *testing.T) {
+	t.Parallel()
+	eachEngine(t, func(t *testing.T, tg engineTarget) {
+		f := newReindexFixture(t, tg, 40)
+		var once sync.Once
+		var created atomic.Int32
+		f.tr.before = func(r *http.Request, body string) error {
+			if !isBulkTo(r, body, f.phaseIndex()) {
+				return nil
+			}
+			switch f.phase() {
+			case elastic.PhaseBackfill: // a backlog of 100 changes for the replay
+				once.Do(func() {
+					for i := range 100 {
+						must(t, f.db.Model(&Product{ID: int64(i%40 + 1)}).Update("title", fmt.Sprint("during the backfill ", i)).Error)
+					}
+				})
+			case elastic.PhaseReplay:
+				for range 20 {
+					must(t, f.db.Create(&Product{Title: "during the replay", Price: 1}).Error)
+					created.Add(1)
+				}
+			}
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		res, err := f.reindexer(t, elastic.ReindexOptions{PageSize: 25}).Run(ctx)
+		if err != nil {
+			t.Fatalf("Run = %v; %d rows created by the replay's writes", err, created.Load())
+		}
+		f.tr.before = nil
 		f.checkNew(t, res.Index)
 	})
 }

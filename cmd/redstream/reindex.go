@@ -23,7 +23,7 @@ func runReindex(ctx context.Context, e *env, args []string) int {
 	force := fs.Bool("force", false, "swap even when the verification finds documents missing, extra or stale")
 	migrate := fs.Bool("migrate", false, "the index is a concrete index: replace it by an alias of its name, deleting it in the swap")
 	abort := fs.Bool("abort", false, "give up an interrupted reindex that has not swapped: delete its new index and its state")
-	page := fs.Int("page", 0, fmt.Sprintf("rows per page and messages per replayed batch (default: the stream's batch_size, else %d)", elastic.DefaultPageSize))
+	page := fs.Int("page", 0, fmt.Sprintf("rows per page of the backfill and the verification (default: the stream's batch_size, else %d)", elastic.DefaultPageSize))
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}

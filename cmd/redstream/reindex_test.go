@@ -2,13 +2,18 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	neturl "net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -76,17 +81,158 @@ func TestWorkerCreatesAliasedIndex(t *testing.T) {
 	b.stop(t)
 }
 
-// killProxy serves the test server, and stops at one chosen request of a
+// cluster is the search engine a reindex test of the binary writes to,
+// and the alias it rebuilds there (a name of the test's own, since a real
+// cluster is shared).
+type cluster struct {
+	engine elastic.Engine
+	url    string
+	alias  string
+	client *http.Client
+}
+
+// esCluster returns the Elasticsearch the fixture's tests use: the cluster
+// at ELASTICSEARCH_URL when set, as every Elasticsearch test does, else the
+// fixture's test server.
+func esCluster(t *testing.T, f *fixture) *cluster {
+	t.Helper()
+	return newCluster(t, f, elastic.Elasticsearch, cmp.Or(os.Getenv("ELASTICSEARCH_URL"), f.es.URL))
+}
+
+// osCluster returns the OpenSearch node make test starts.
+func osCluster(t *testing.T, f *fixture) *cluster {
+	t.Helper()
+	return newCluster(t, f, elastic.OpenSearch, openSearchURL(t))
+}
+
+// newCluster points the fixture's config and environment at the cluster
+// at url, with its stream's index an alias of the test's own, deleted with
+// the indexes behind it when the test ends.
+func newCluster(t *testing.T, f *fixture, engine elastic.Engine, url string) *cluster {
+	t.Helper()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
+	c := &cluster{engine: engine, url: url, alias: "rx-" + strings.ToLower(f.ns), client: &http.Client{Transport: tr}}
+	f.editConfig(t, "    index: products\n", "    index: "+c.alias+"\n")
+	if engine == elastic.OpenSearch {
+		f.editConfig(t, "elasticsearch:\n", "elasticsearch:\n  engine: opensearch\n")
+	}
+	f.vars["ELASTICSEARCH_URL"] = url
+	t.Cleanup(func() {
+		code, body := c.do(t, "GET", "/"+c.alias+"-*", "")
+		var ixs map[string]json.RawMessage
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &ixs) != nil || len(ixs) == 0 {
+			return
+		}
+		// By name: a real cluster may refuse wildcards in deletes.
+		c.do(t, "DELETE", "/"+strings.Join(slices.Sorted(maps.Keys(ixs)), ","), "")
+	})
+	return c
+}
+
+// eachCluster runs fn as a subtest per engine, in parallel, each with a
+// fixture of newF pointed at that engine's cluster.
+func eachCluster(t *testing.T, newF func(t *testing.T) *fixture, fn func(t *testing.T, f *fixture, c *cluster)) {
+	for _, tc := range []struct {
+		engine elastic.Engine
+		get    func(*testing.T, *fixture) *cluster
+	}{{elastic.Elasticsearch, esCluster}, {elastic.OpenSearch, osCluster}} {
+		t.Run(string(tc.engine), func(t *testing.T) {
+			t.Parallel()
+			f := newF(t)
+			fn(t, f, tc.get(t, f))
+		})
+	}
+}
+
+// do sends a request to the cluster and returns its status and body.
+func (c *cluster) do(t *testing.T, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, c.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := c.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode, string(b)
+}
+
+// refresh makes what was written behind the alias searchable.
+func (c *cluster) refresh(t *testing.T) {
+	t.Helper()
+	if code, body := c.do(t, "POST", "/"+c.alias+"/_refresh", ""); code != http.StatusOK {
+		t.Fatalf("refresh %s: %d %s", c.alias, code, body)
+	}
+}
+
+// exists reports whether the index (or alias) name exists.
+func (c *cluster) exists(t *testing.T, name string) bool {
+	t.Helper()
+	code, _ := c.do(t, "HEAD", "/"+name, "")
+	return code == http.StatusOK
+}
+
+// doc returns the title and price of document id behind the alias
+// (realtime GET), and whether it exists.
+func (c *cluster) doc(t *testing.T, id uint64) (title string, price int64, ok bool) {
+	t.Helper()
+	code, body := c.do(t, "GET", fmt.Sprintf("/%s/_doc/%d", c.alias, id), "")
+	if code == http.StatusNotFound {
+		return "", 0, false
+	}
+	var d struct {
+		Source struct {
+			Title string
+			Price int64
+		} `json:"_source"`
+	}
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &d) != nil {
+		t.Fatalf("GET document %d: %d %s", id, code, body)
+	}
+	return d.Source.Title, d.Source.Price, true
+}
+
+// count returns the documents searchable behind the alias.
+func (c *cluster) count(t *testing.T) int64 {
+	t.Helper()
+	code, body := c.do(t, "GET", "/"+c.alias+"/_count", "")
+	var r struct{ Count int64 }
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &r) != nil {
+		t.Fatalf("count %s: %d %s", c.alias, code, body)
+	}
+	return r.Count
+}
+
+// killProxy serves the cluster, and stops at one chosen request of a
 // reindex to let the test kill the reindex there.
 type killProxy struct {
 	f       *fixture
+	next    http.Handler
 	mode    atomic.Value // string: the kill point armed, "" for none
 	hit     chan string
 	release chan struct{}
 }
 
-func newKillProxy(t *testing.T, f *fixture) (*killProxy, string) {
-	p := &killProxy{f: f, hit: make(chan string, 1), release: make(chan struct{})}
+func newKillProxy(t *testing.T, f *fixture, c *cluster) (*killProxy, string) {
+	u, err := neturl.Parse(c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := httputil.NewSingleHostReverseProxy(u)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
+	next.Transport = tr
+	p := &killProxy{f: f, next: next, hit: make(chan string, 1), release: make(chan struct{})}
 	p.mode.Store("")
 	srv := httptest.NewServer(p)
 	t.Cleanup(func() {
@@ -120,11 +266,11 @@ func (p *killProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !hit || !p.mode.CompareAndSwap(mode, "") {
-		p.f.es.ServeHTTP(w, r)
+		p.next.ServeHTTP(w, r)
 		return
 	}
 	if mode == "after swap" {
-		p.f.es.ServeHTTP(httptest.NewRecorder(), r) // applied, never answered
+		p.next.ServeHTTP(httptest.NewRecorder(), r) // applied, never answered
 	}
 	p.hit <- mode
 	<-p.release
@@ -136,12 +282,12 @@ func (p *killProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // runReindexUnderLoad rebuilds the index of a fixture whose stream has
-// streamYAML while two worker processes sync a mixed write load and a
-// reader polls the alias; the reindex is killed with SIGKILL at each step
-// (during the backfill, during the replay, just before and just after the
-// swap) and run again each time, then to its end.
-func runReindexUnderLoad[M productModel](t *testing.T, streamYAML string) {
-	f := newFixture(t, streamYAML+"    batch_size: 40\n")
+// the config lines of newFixture, on cluster c, while two worker processes
+// sync a mixed write load and a reader polls the alias; the reindex is
+// killed with SIGKILL at each step (during the backfill, during the
+// replay, just before and just after the swap) and run again each time,
+// then to its end.
+func runReindexUnderLoad[M productModel](t *testing.T, f *fixture, c *cluster) {
 	f.setWorkerOption(t, "level", "debug", "info")
 	mapping := writeFile(t, t.TempDir(), "products-v2.json", newMappingJSON)
 	ctx := context.Background()
@@ -151,13 +297,17 @@ func runReindexUnderLoad[M productModel](t *testing.T, streamYAML string) {
 	}
 	waitReady(t, listens[0])
 	waitReady(t, listens[1])
-	old := aliasOf(t, f.es.URL, "products")
-	if len(old) != 1 {
-		t.Fatalf("alias products points at %v", old)
+	physical := regexp.MustCompile(`^` + regexp.QuoteMeta(c.alias) + `-\d{8}-\d{6}(-\d+)?$`)
+	old := aliasOf(t, c.url, c.alias)
+	if len(old) != 1 || !physical.MatchString(old[0]) {
+		t.Fatalf("alias %s points at %v", c.alias, old)
 	}
 
 	producer := mustProducer(f.rdb, &redstream.ProducerOptions{Namespace: f.ns})
-	w := &chaosWriter[M]{db: f.db, producer: producer, rng: rand.New(rand.NewPCG(7, uint64(len(streamYAML)))), counts: map[string]int{}}
+	w := &chaosWriter[M]{db: f.db, producer: producer, rng: rand.New(rand.NewPCG(7, uint64(len(f.config)))), counts: map[string]int{}}
+	if f.mysql {
+		w.now = "UTC_TIMESTAMP(6)" // a DATETIME holds UTC, as GORM writes it
+	}
 	for range 400 {
 		if err := w.step(ctx); err != nil {
 			t.Fatal(err)
@@ -167,11 +317,7 @@ func runReindexUnderLoad[M productModel](t *testing.T, streamYAML string) {
 	// Search sees the last refresh: the reader's floor below counts the
 	// rows at the start, so they are made searchable first (a run quicker
 	// than refresh_interval would otherwise find an older count).
-	if res, err := http.Post(f.es.URL+"/products/_refresh", "", nil); err != nil || res.StatusCode != http.StatusOK {
-		t.Fatalf("refresh products: %v %v", res, err)
-	} else {
-		res.Body.Close()
-	}
+	c.refresh(t)
 	var startRows int64
 	if err := f.db.Model(&product{}).Count(&startRows).Error; err != nil {
 		t.Fatal(err)
@@ -211,7 +357,7 @@ func runReindexUnderLoad[M productModel](t *testing.T, streamYAML string) {
 				return
 			default:
 			}
-			res, err := http.Get(f.es.URL + "/products/_search?size=0&track_total_hits=true")
+			res, err := c.client.Get(c.url + "/" + c.alias + "/_search?size=0&track_total_hits=true")
 			if err != nil {
 				readerErr <- err
 				return
@@ -237,11 +383,8 @@ func runReindexUnderLoad[M productModel](t *testing.T, streamYAML string) {
 		}
 	}()
 
-	proxy, proxyURL := newKillProxy(t, f)
-	vars := map[string]string{}
-	for k, v := range f.vars {
-		vars[k] = v
-	}
+	proxy, proxyURL := newKillProxy(t, f, c)
+	vars := maps.Clone(f.vars)
 	vars["ELASTICSEARCH_URL"] = proxyURL
 	lock := redstream.NewKeys(f.ns).Lock(redstream.ReindexLockName("products"))
 	args := []string{"reindex", "--config", f.config, "--stream", "products", "--mapping", mapping}
@@ -265,8 +408,8 @@ func runReindexUnderLoad[M productModel](t *testing.T, streamYAML string) {
 		}
 		<-p.done
 		proxy.release <- struct{}{}
-		if got := aliasOf(t, f.es.URL, "products"); len(got) != 1 {
-			t.Fatalf("after a kill %s: alias products points at %v", point, got)
+		if got := aliasOf(t, c.url, c.alias); len(got) != 1 {
+			t.Fatalf("after a kill %s: alias %s points at %v", point, c.alias, got)
 		}
 		if point == "before swap" {
 			// verify --index checks the new index before its swap.
@@ -288,7 +431,7 @@ func runReindexUnderLoad[M productModel](t *testing.T, streamYAML string) {
 			// Once the killed reindex's lock expires, status says nobody runs it.
 			within(t, time.Minute, "the reindex lock to expire", func() bool { return f.rdb.Exists(ctx, lock).Val() == 0 })
 			r := runBin(t, f.vars, "status", "--config", f.config)
-			if want := "reindex products: phase backfill, products -> " + st[0].Index + ", rows " + strconv.FormatInt(st[0].Rows, 10) + "/"; !strings.Contains(r.stdout, want) ||
+			if want := "reindex products: phase backfill, " + c.alias + " -> " + st[0].Index + ", rows " + strconv.FormatInt(st[0].Rows, 10) + "/"; !strings.Contains(r.stdout, want) ||
 				!strings.Contains(r.stdout, "run by nobody (interrupted") {
 				t.Fatalf("status lacks %q: exit %d\n%s%s", want, r.code, r.stdout, r.stderr)
 			}
@@ -309,39 +452,33 @@ func runReindexUnderLoad[M productModel](t *testing.T, streamYAML string) {
 		t.Fatal(err)
 	}
 
-	now := aliasOf(t, f.es.URL, "products")
-	if len(now) != 1 || now[0] == old[0] || !physicalName.MatchString(now[0]) {
-		t.Fatalf("alias products points at %v, was %v", now, old)
+	now := aliasOf(t, c.url, c.alias)
+	if len(now) != 1 || now[0] == old[0] || !physical.MatchString(now[0]) {
+		t.Fatalf("alias %s points at %v, was %v", c.alias, now, old)
 	}
-	if got := aliasOf(t, f.es.URL, old[0]); got != nil {
+	if c.exists(t, old[0]) {
 		t.Errorf("old index %s still there", old[0])
 	}
-	res, err := http.Get(f.es.URL + "/products/_mapping")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if !strings.Contains(string(m), `"raw":{"type":"keyword"}`) {
-		t.Fatalf("new mapping not in effect: %s", m)
+	if code, m := c.do(t, "GET", "/"+c.alias+"/_mapping", ""); code != http.StatusOK || !strings.Contains(m, `"raw":{"type":"keyword"}`) {
+		t.Fatalf("new mapping not in effect: %d %s", code, m)
 	}
 	var rows []product
 	if err := f.db.Find(&rows).Error; err != nil {
 		t.Fatal(err)
 	}
 	for _, row := range rows {
-		src, _, ok := f.es.Doc("products", strconv.FormatUint(row.ID, 10))
-		if !ok || !containsAll(string(src), fmt.Sprintf(`"title":%q`, row.Title), fmt.Sprintf(`"price":%d`, row.Price)) {
-			t.Fatalf("document %d = %s; row %+v", row.ID, src, row)
+		if title, price, ok := c.doc(t, row.ID); !ok || title != row.Title || price != row.Price {
+			t.Fatalf("document %d = %q, %d, %v; row %+v", row.ID, title, price, ok, row)
 		}
 	}
-	if n := f.es.Count("products"); n != len(rows) {
+	c.refresh(t)
+	if n := c.count(t); n != int64(len(rows)) {
 		t.Fatalf("%d documents for %d live rows", n, len(rows))
 	}
 	if st := f.reindexes(t); len(st) != 0 {
 		t.Errorf("a reindex still in status: %+v", st)
 	}
-	t.Logf("%d rows at the start; writer %v; %d searches on the alias; %s", startRows, w.counts, reads.Load(), strings.TrimSpace(r.stdout))
+	t.Logf("%s at %s: %d rows at the start; writer %v; %d searches on the alias; %s", c.engine, c.url, startRows, w.counts, reads.Load(), strings.TrimSpace(r.stdout))
 }
 
 // reindexes returns the reindexes status --json reports.
@@ -358,10 +495,11 @@ func (f *fixture) reindexes(t *testing.T) []elastic.ReindexStatus {
 	return out.Reindexes
 }
 
-// TestReindexUnderLoad: see runReindexUnderLoad; with a version column.
+// TestReindexUnderLoad: see runReindexUnderLoad; with a version column, on
+// each engine.
 func TestReindexUnderLoad(t *testing.T) {
 	t.Parallel()
-	runReindexUnderLoad[product](t, chaosStreamYAML)
+	eachCluster(t, func(t *testing.T) *fixture { return newFixture(t, chaosStreamYAML+"    batch_size: 40\n") }, runReindexUnderLoad[product])
 }
 
 // TestReindexUnderLoadWithoutVersion: the same without a version column,
@@ -369,12 +507,25 @@ func TestReindexUnderLoad(t *testing.T) {
 // overwriting a newer one.
 func TestReindexUnderLoadWithoutVersion(t *testing.T) {
 	t.Parallel()
-	runReindexUnderLoad[product](t, strings.Replace(chaosStreamYAML, "    version_column: updated_at\n", "", 1))
+	yaml := strings.Replace(chaosStreamYAML, "    version_column: updated_at\n", "", 1) + "    batch_size: 40\n"
+	eachCluster(t, func(t *testing.T) *fixture { return newFixture(t, yaml) }, runReindexUnderLoad[product])
 }
 
 // TestReindexSharded: the same on a stream of several shards, whose
-// changes the reindex replays from each shard.
+// changes the reindex replays from each shard (a matter of the streams,
+// the same for either engine: run on Elasticsearch).
 func TestReindexSharded(t *testing.T) {
 	t.Parallel()
-	runReindexUnderLoad[shardedProduct](t, chaosStreamYAML+fmt.Sprintf("    shards: %d\n", groupShards))
+	f := newFixture(t, chaosStreamYAML+fmt.Sprintf("    shards: %d\n", groupShards)+"    batch_size: 40\n")
+	runReindexUnderLoad[shardedProduct](t, f, esCluster(t, f))
+}
+
+// TestMySQLReindexUnderLoad: the same on MariaDB, the database given to
+// the binary as a mysql:// URL (the library's TestMySQLReindexUnderLoad
+// runs MariaDB with either engine).
+func TestMySQLReindexUnderLoad(t *testing.T) {
+	t.Parallel()
+	f := newMySQLFixture(t, chaosStreamYAML+"    batch_size: 40\n")
+	f.vars["DATABASE_URL"] = mysqlURL(t, f.dsn)
+	runReindexUnderLoad[product](t, f, esCluster(t, f))
 }
