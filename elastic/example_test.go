@@ -167,9 +167,9 @@ func ExampleBackfill() {
 	// {"id":2500,"title":"product 2500"}
 }
 
-// A backfill into an index the worker is syncing at the same time, with
-// no version column: RequeueChanged queues the rows that changed while a
-// page was in flight again, so that the worker writes them last.
+// A backfill into an index the worker is syncing at the same time:
+// RequeueChanged queues the rows that changed while a page was in flight
+// again, so that the worker writes them last.
 func ExampleRequeueChanged() {
 	ctx := context.Background()
 	db, err := sql.Open("pgx", "postgres://app@localhost/shop")

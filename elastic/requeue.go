@@ -26,8 +26,10 @@ import (
 // comes after the page's writes anyway. Every consumer of the streams
 // receives those changes once more, as at least once delivery allows.
 //
-// With a version column the newer state wins whichever writes last, and
-// h alone is enough.
+// A version column makes the newer state win whichever writes last, but
+// only when every change moves the version: a soft delete that leaves it
+// as it was (GORM's does) loses to a page's equal version written after
+// it, and the document comes back. Wrap h with a version column too.
 func RequeueChanged(h redstream.Handler, rdb redis.UniversalClient, keys redstream.Keys, streams []string) redstream.Handler {
 	return &requeueChanged{h: h, rdb: rdb, keys: keys, streams: streams}
 }

@@ -81,8 +81,8 @@ func Requeue(p *redstream.Producer, stream string, shards int) RepairFunc {
 // synthetic batch on stream (Consumer "verify"), the way Backfill does:
 // with a Handler of this package, their documents are written before
 // Verify goes on. Messages h dead-letters are left as they are. Into an
-// index a worker syncs at the same time, without a version column, pass
-// h wrapped by RequeueChanged (or use Requeue), as for Backfill.
+// index a worker syncs at the same time, pass h wrapped by RequeueChanged
+// (or use Requeue), as for Backfill.
 func Reindex(h redstream.Handler, stream string) RepairFunc {
 	return func(ctx context.Context, ids []any) error {
 		keys := make([]string, len(ids))

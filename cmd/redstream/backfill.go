@@ -81,13 +81,11 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 		res.Last = c
 		fmt.Fprintf(e.stderr, "redstream backfill: resuming an interrupted run after key %s (--restart starts over)\n", c)
 	}
-	// A worker may be writing the same index: without a version column,
-	// the rows changed while a page was in flight are queued again after
-	// it, so that the worker writes them last.
-	var bh redstream.Handler = h
-	if s.VersionColumn == "" {
-		bh = elastic.RequeueChanged(h, svc.rdb, redstream.NewKeys(cfg.Redis.Namespace), s.Streams())
-	}
+	// A worker may be writing the same index: the rows changed while a
+	// page was in flight are queued again after it, so that the worker
+	// writes them last (a version column alone does not order a soft
+	// delete that leaves the version as it was).
+	bh := elastic.RequeueChanged(h, svc.rdb, redstream.NewKeys(cfg.Redis.Namespace), s.Streams())
 	prog := newProgressBar(e.stderr, "backfill "+s.Name)
 	start := time.Now()
 	before := h.Stats()

@@ -45,14 +45,21 @@ func newOSNode(t *testing.T, url, ns string) *osNode {
 // do sends a request to the node and returns its status and body.
 func (n *osNode) do(t *testing.T, method, path, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, n.url+path, strings.NewReader(body))
+	return httpDo(t, n.client, n.url, method, path, body)
+}
+
+// httpDo sends a request with a JSON body (none when empty) to base+path
+// and returns its status and body.
+func httpDo(t *testing.T, client *http.Client, base, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	res, err := n.client.Do(req)
+	res, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

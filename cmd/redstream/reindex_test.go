@@ -148,23 +148,7 @@ func eachCluster(t *testing.T, newF func(t *testing.T) *fixture, fn func(t *test
 // do sends a request to the cluster and returns its status and body.
 func (c *cluster) do(t *testing.T, method, path, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, c.url+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := c.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.StatusCode, string(b)
+	return httpDo(t, c.client, c.url, method, path, body)
 }
 
 // refresh makes what was written behind the alias searchable.

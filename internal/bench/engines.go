@@ -99,14 +99,8 @@ func engineDrain(ctx context.Context, cfg *config, rep *report, engine string) e
 		return err
 	}
 	defer db.Close()
-	for _, q := range []string{
-		`CREATE TABLE items (id bigint PRIMARY KEY, title text, price int, updated_at timestamptz)`,
-		fmt.Sprintf(`INSERT INTO items SELECT g, 'item ' || g, g %% 100, now() FROM generate_series(1, %d) g`, cfg.engineRows),
-		`ANALYZE items`,
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			return err
-		}
+	if err := createItems(ctx, db, cfg.engineRows); err != nil {
+		return err
 	}
 	last, err := s.fillStream(ctx, "items", cfg.engineRows)
 	if err != nil {

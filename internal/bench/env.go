@@ -81,6 +81,21 @@ func (s *space) openDB(ctx context.Context) (*sql.DB, error) {
 	return db, nil
 }
 
+// createItems creates the table items in db with n rows (ids 1 to n) and
+// analyzes it.
+func createItems(ctx context.Context, db *sql.DB, n int) error {
+	for _, q := range []string{
+		`CREATE TABLE items (id bigint PRIMARY KEY, title text, price int, updated_at timestamptz)`,
+		fmt.Sprintf(`INSERT INTO items SELECT g, 'item ' || g, g %% 100, now() FROM generate_series(1, %d) g`, n),
+		`ANALYZE items`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("create the table items: %w", err)
+		}
+	}
+	return nil
+}
+
 // fillStream appends one message {"id":n} per n in [1, count] to the main
 // stream name, 1,000 XADDs per pipeline, and returns the last id.
 func (s *space) fillStream(ctx context.Context, name string, count int) (redstream.ID, error) {

@@ -90,14 +90,8 @@ func reindexRun(ctx context.Context, cfg *config, rep *report, bin string) error
 	}
 	defer db.Close()
 	n := cfg.rows
-	for _, q := range []string{
-		`CREATE TABLE items (id bigint PRIMARY KEY, title text, price int, updated_at timestamptz)`,
-		fmt.Sprintf(`INSERT INTO items SELECT g, 'item ' || g, g %% 100, now() FROM generate_series(1, %d) g`, n),
-		`ANALYZE items`,
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			return err
-		}
+	if err := createItems(ctx, db, n); err != nil {
+		return err
 	}
 	srv, err := startServer(ctx, bin)
 	if err != nil {

@@ -57,13 +57,7 @@ func runWorker(ctx context.Context, cfg *config, rep *report) error {
 		return err
 	}
 	defer db.Close()
-	if _, err := db.ExecContext(ctx, `CREATE TABLE items (id bigint PRIMARY KEY, title text, price int, updated_at timestamptz)`); err != nil {
-		return err
-	}
-	if _, err := db.ExecContext(ctx, `INSERT INTO items SELECT g, 'item ' || g, g % 100, now() FROM generate_series(1, $1) g`, cfg.rows); err != nil {
-		return err
-	}
-	if _, err := db.ExecContext(ctx, `ANALYZE items`); err != nil {
+	if err := createItems(ctx, db, cfg.rows); err != nil {
 		return err
 	}
 
