@@ -201,8 +201,9 @@ type ReindexResult struct {
 // index just before the swap are in the streams before the swap's end,
 // which the reindex replays after the swap. Then the replay and the live
 // consumer write the same documents into the new index, each reading the
-// row before writing it, so without a version column a state the replay
-// read before the consumer's could land after it: the replay appends the
+// row before writing it, so without a version column (or after a soft
+// delete that kept the version) a state the replay read before the
+// consumer's could land after it and stay: the replay appends the
 // changes it wrote after the swap to the streams again, and the live
 // consumer, reading each row once more after the replay's write, writes
 // the document last. The swap removes the alias from the old index with
@@ -500,7 +501,8 @@ func (r *Reindexer) replay(ctx context.Context, st *state, h *Handler, upTo map[
 // swap to the stream key again, one entry per document with the payload
 // it had. After the swap the live consumer writes the same documents as
 // the replay, into the same index, and each reads its row before it
-// writes: without a version column nothing refuses an older state, so the
+// writes: without a version column nothing refuses an older state (nor
+// with one a soft delete that left the version as it was), so the
 // replay's write of a row it read before the consumer did could land
 // last. The live consumer handles the copies after the replay's writes
 // completed, so the last write of each document reads its row last.
