@@ -96,6 +96,30 @@ func createItems(ctx context.Context, db *sql.DB, n int) error {
 	return nil
 }
 
+// itemsConfig returns a worker configuration whose one stream, items,
+// syncs the table items of dsn (Redis namespace ns) into index on the
+// cluster at esURL; worker and stream are more lines of those sections,
+// indented and each ending in a newline.
+func itemsConfig(redisURL, ns, dsn, esURL, index, worker, stream string) string {
+	q := strconv.Quote
+	return fmt.Sprintf(`redis:
+  url: %s
+  namespace: %s
+database:
+  url: %s
+elasticsearch:
+  urls: [%s]
+worker:
+  listen: 127.0.0.1:0
+%slog:
+  level: warn
+streams:
+  - name: items
+    table: items
+    index: %s
+%s`, q(redisURL), q(ns), q(dsn), q(esURL), worker, q(index), stream)
+}
+
 // fillStream appends one message {"id":n} per n in [1, count] to the main
 // stream name, 1,000 XADDs per pipeline, and returns the last id.
 func (s *space) fillStream(ctx context.Context, name string, count int) (redstream.ID, error) {

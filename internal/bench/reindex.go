@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -98,26 +97,9 @@ func reindexRun(ctx context.Context, cfg *config, rep *report, bin string) error
 		return err
 	}
 	defer srv.stop()
-	q := strconv.Quote
 	config := filepath.Join(bin, "reindex-"+s.ns+".yaml")
-	if err := os.WriteFile(config, []byte(fmt.Sprintf(`redis:
-  url: %s
-  namespace: %s
-database:
-  url: %s
-elasticsearch:
-  urls: [%s]
-worker:
-  listen: 127.0.0.1:0
-log:
-  level: warn
-streams:
-  - name: items
-    table: items
-    index: items
-    mapping: v1.json
-    version_column: updated_at
-`, q(testenv.RedisURL()), q(s.ns), q(s.dsn), q(srv.url))), 0o600); err != nil {
+	yaml := itemsConfig(testenv.RedisURL(), s.ns, s.dsn, srv.url, "items", "", "    mapping: v1.json\n    version_column: updated_at\n")
+	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		return err
 	}
 	red := filepath.Join(bin, "redstream")

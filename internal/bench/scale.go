@@ -496,28 +496,12 @@ func (b *scaleBench) rebalance(ctx context.Context, rep *report, run int) error 
 // into index and returns its path.
 func (b *scaleBench) writeConfig(esURL, index, consumer, group string) (string, error) {
 	q := strconv.Quote
-	cfg := fmt.Sprintf(`redis:
-  url: %s
-  namespace: %s
-database:
-  url: %s
-elasticsearch:
-  urls: [%s]
-worker:
-  listen: 127.0.0.1:0
-  group: %s
-log:
-  level: warn
-streams:
-  - name: items
-    table: items
-    index: %s
-    consumer: %s
+	cfg := itemsConfig(b.redisURL, b.s.ns, b.s.dsn, esURL, index, "  group: "+q(group)+"\n", fmt.Sprintf(`    consumer: %s
     shards: %d
     # A consumer that never commits: no trimming, so that the backlog
     # stays whole for the other drains of the run.
     trim_consumers: [%s, never]
-`, q(b.redisURL), q(b.s.ns), q(b.s.dsn), q(esURL), q(group), q(index), q(consumer), scaleShards, q(consumer))
+`, q(consumer), scaleShards, q(consumer)))
 	path := filepath.Join(b.bin, "redstream-"+index+".yaml")
 	return path, os.WriteFile(path, []byte(cfg), 0o600)
 }

@@ -192,24 +192,7 @@ func (w *workerBench) run(ctx context.Context, rep *report, run int) error {
 // writeConfig writes a worker configuration for stream items into index
 // and returns its path.
 func (w *workerBench) writeConfig(esURL, index, consumer string) (string, error) {
-	q := strconv.Quote
-	cfg := fmt.Sprintf(`redis:
-  url: %s
-  namespace: %s
-database:
-  url: %s
-elasticsearch:
-  urls: [%s]
-worker:
-  listen: 127.0.0.1:0
-log:
-  level: warn
-streams:
-  - name: items
-    table: items
-    index: %s
-    consumer: %s
-`, q(testenv.RedisURL()), q(w.s.ns), q(w.s.dsn), q(esURL), q(index), q(consumer))
+	cfg := itemsConfig(testenv.RedisURL(), w.s.ns, w.s.dsn, esURL, index, "", "    consumer: "+strconv.Quote(consumer)+"\n")
 	path := filepath.Join(w.bin, "redstream-"+index+".yaml")
 	return path, os.WriteFile(path, []byte(cfg), 0o600)
 }
